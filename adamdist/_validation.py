@@ -1,0 +1,62 @@
+"""Argument checks shared by the public functions.
+
+Every check raises ``ValueError`` (bad value) or ``TypeError`` (bad type) with a
+message naming the argument and the allowed range, so a user sees at once what
+to change.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """Return ``value`` as a float64 array; reject non-numeric input and NaN."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got {value!r}") from exc
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} must not be NaN")
+    return arr
+
+
+def check_range(value, name: str, low=-np.inf, high=np.inf, *, low_open=False,
+                high_open=False, allow_inf=False) -> np.ndarray:
+    """Validate that every entry of ``value`` lies in the stated interval.
+
+    ``low_open``/``high_open`` make the corresponding end exclusive. Infinite
+    entries are rejected unless ``allow_inf`` is set (and the interval allows them).
+    """
+    arr = as_float_array(value, name)
+    if not allow_inf and np.isinf(arr).any():
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    too_low = arr <= low if low_open else arr < low
+    too_high = arr >= high if high_open else arr > high
+    if too_low.any() or too_high.any():
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must lie in {left}{low}, {high}{right}, got {value!r}")
+    return arr
+
+
+def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """Validate a scalar integer (bools are rejected) within optional bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def scalar_or_array(arr: np.ndarray):
+    """Scalars in, scalars out: unwrap 0-d arrays to Python floats."""
+    arr = np.asarray(arr)
+    return float(arr) if arr.ndim == 0 else arr
