@@ -1,0 +1,73 @@
+"""Profiles, device choice and the on-disk result cache shared by the experiments."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from .. import __version__
+from ..results import UpdateStats, load
+
+__all__ = ["PROFILES", "profile", "default_device", "config_hash", "cache_dir", "cached"]
+
+PROFILES = ("quick", "paper")
+
+
+def profile() -> str:
+    """The run profile from ``ADAMDIST_PROFILE``: ``"quick"`` (default) or ``"paper"``.
+
+    ``quick`` uses the same models and real data with fewer steps or smaller
+    batches, so the whole book builds on a 2-core CPU; ``paper`` uses the
+    paper's settings and is meant for a GPU.
+    """
+    value = os.environ.get("ADAMDIST_PROFILE", "quick").strip().lower()
+    if value not in PROFILES:
+        raise ValueError(f"ADAMDIST_PROFILE must be one of {PROFILES}, got {value!r}")
+    return value
+
+
+def default_device():
+    """CUDA when available, else the CPU: the same code runs on both."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def config_hash(config) -> str:
+    """Stable hash of a config dataclass (its fields, its type and adamdist's version)."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    payload = {
+        "type": f"{type(config).__module__}.{type(config).__qualname__}",
+        "fields": dataclasses.asdict(config),
+        "adamdist": __version__,
+    }
+    text = json.dumps(payload, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """``$ADAMDIST_CACHE`` or ``.adamdist_cache`` in the current folder."""
+    return Path(os.environ.get("ADAMDIST_CACHE", ".adamdist_cache")).expanduser()
+
+
+def cached(config, compute: Callable[[], UpdateStats], folder=None) -> UpdateStats:
+    """Load the result of ``config`` from disk, or compute and store it.
+
+    The file name is the config's hash, so a changed config recomputes and an
+    unchanged one loads. Writing is atomic (:meth:`UpdateStats.save`): an
+    interrupted run leaves no half-written result behind.
+    """
+    folder = cache_dir() if folder is None else Path(folder)
+    path = folder / f"{type(config).__name__}-{config_hash(config)}.npz"
+    if path.exists():
+        return load(path)
+    result = compute()
+    if not isinstance(result, UpdateStats):
+        raise TypeError(f"compute must return UpdateStats, got {type(result).__name__}")
+    result.save(path)
+    return result
