@@ -1,0 +1,30 @@
+"""Every erratum is confirmed: the corrected formula matches an independent route, the printed one does not."""
+
+import numpy as np
+import pytest
+
+from adamdist import errata
+
+
+@pytest.mark.parametrize("erratum", errata.ERRATA, ids=lambda e: e.key)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_erratum_is_confirmed(erratum, seed):
+    frame = erratum.run(seed)
+    assert len(frame) >= 1
+    assert frame["corrected_ok"].all(), frame.to_string()
+    assert not frame["printed_ok"].all(), frame.to_string()
+    assert np.isfinite(frame[["corrected", "reference", "tol"]].to_numpy(dtype=float)).all()
+
+
+def test_keys_unique_and_lookup():
+    keys = [e.key for e in errata.ERRATA]
+    assert len(keys) == len(set(keys))
+    assert errata.get("eq33-m3-update").where == "Eq. (33)"
+    with pytest.raises(ValueError, match="no erratum"):
+        errata.get("eq99")
+
+
+def test_check_all_is_tidy():
+    table = errata.check_all(seed=3)
+    assert set(table["key"]) == {e.key for e in errata.ERRATA}
+    assert {"printed", "corrected", "reference", "route", "printed_ok", "corrected_ok"} <= set(table.columns)
