@@ -1,0 +1,169 @@
+"""Sphinx extension: the site loads every script from itself, never from the network.
+
+* Vega, Vega-Lite and vega-embed: one bundle made by ``vl_convert`` (a Python dependency
+  already) in the versions altair speaks, added to the pages that hold a chart; the
+  renderer of ``adamdist.plots`` calls the global ``vegaEmbed`` it defines.
+* MathJax 3: taken from the npm registry with ``npm pack`` and served from ``_static``
+  (Sphinx would load it from a CDN).
+* Each script once: Sphinx can list an inline script twice (see _dedupe_scripts).
+* A guard: any page that would still load a script or style sheet from the network, or
+  that carries ipywidgets state (MyST-NB then adds require.js, which breaks altair's
+  loader), is a build warning, which ``-W`` turns into a failed build.
+
+Generated files live in ``.book_assets/`` (git-ignored); nothing vendored is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+MATHJAX_VERSION = "3.2.2"
+# The SVG output needs no font files; the folders are what its menu loads on demand
+# (accessibility, speech, TeX extensions for \require).
+MATHJAX_ENTRY = "tex-svg-full.js"
+MATHJAX_PARTS = (MATHJAX_ENTRY, "a11y/", "ui/", "sre/", "input/tex/extensions/")
+VEGA_BUNDLE = "vendor/vega/vega-bundle.js"
+MATHJAX_PATH = f"vendor/mathjax/{MATHJAX_ENTRY}"
+# adamdist.plots puts this class on every chart container.
+CHART_MARKER = 'class="adamdist-chart"'
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _assets_dir(app: Sphinx) -> Path:
+    return Path(app.srcdir) / ".book_assets" / "static"
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def prepare_vega(static: Path) -> None:
+    import altair as alt
+    import vl_convert as vlc
+
+    major_minor = ".".join(alt.VEGALITE_VERSION.split(".")[:2])
+    stamp = {"vega-lite": major_minor, "vl-convert": vlc.__version__}
+    stamp_file = static / "vendor" / "vega" / "versions.json"
+    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+        return
+    bundle = vlc.javascript_bundle(vl_version=major_minor)
+    # The bundle is an ES module body with top-level `const`s; wrapped in a function it can
+    # be a classic, blocking <script> (defined before the charts' inline scripts run) whose
+    # names cannot clash with other scripts on the page.
+    _write_if_changed(static / VEGA_BUNDLE, '(function () {\n"use strict";\n' + bundle + "\n})();\n")
+    _write_if_changed(stamp_file, json.dumps(stamp))
+
+
+def prepare_mathjax(static: Path) -> None:
+    dest = static / "vendor" / "mathjax"
+    stamp_file = dest / "version.txt"
+    if stamp_file.is_file() and stamp_file.read_text().strip() == MATHJAX_VERSION:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ExtensionError("offline_assets: `npm` is needed once to fetch MathJax "
+                             f"{MATHJAX_VERSION} from the npm registry (apt-get install npm)")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([npm, "pack", f"mathjax@{MATHJAX_VERSION}", "--silent",
+                        "--pack-destination", tmp], check=True, stdout=subprocess.DEVNULL)
+        (tarball,) = Path(tmp).glob("mathjax-*.tgz")
+        staged = Path(tmp) / "mathjax"
+        with tarfile.open(tarball) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()
+                       and any(m.name.removeprefix("package/es5/").startswith(p)
+                               for p in MATHJAX_PARTS)
+                       and m.name.startswith("package/es5/")]
+            for m in members:
+                m.name = m.name.removeprefix("package/es5/")
+            tar.extractall(staged, members=members, filter="data")
+        if not (staged / MATHJAX_ENTRY).is_file():
+            raise ExtensionError(f"offline_assets: {MATHJAX_ENTRY} missing from mathjax@{MATHJAX_VERSION}")
+        (staged / "version.txt").write_text(MATHJAX_VERSION + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), dest)
+
+
+def _configure(app: Sphinx, config) -> None:
+    config.mathjax_path = MATHJAX_PATH
+    config.html_static_path.append(str(_assets_dir(app)))
+
+
+def _prepare(app: Sphinx) -> None:
+    if app.builder.format != "html":
+        return
+    static = _assets_dir(app)
+    prepare_vega(static)
+    prepare_mathjax(static)
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith(("http://", "https://", "//"))
+
+
+def _page_assets(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    if app.builder.format != "html":
+        return
+    if CHART_MARKER in context.get("body", ""):
+        # Priority below MathJax and MyST-NB's scripts is irrelevant; it only has to load
+        # (synchronously) before the body's inline chart scripts.
+        app.builder.add_js_file(VEGA_BUNDLE, priority=200)
+
+
+def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    # sphinx-thebe adds its inline config (`const THEBE_JS_URL = ...`) both to the builder and
+    # to the registry the builder re-reads, as filename None and '', which Sphinx does not see
+    # as equal; the second `const` is a SyntaxError on every page.
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (script.filename or "", tuple(sorted((getattr(script, "attributes", {}) or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def _guard(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    if app.builder.format != "html":
+        return
+    for script in context.get("script_files", []):
+        src = str(script.filename or "")
+        attrs = getattr(script, "attributes", {}) or {}
+        if _is_remote(src):
+            logger.warning("page %s would load a script from the network: %s", pagename, src,
+                           location=pagename, type="offline", subtype="remote")
+        if attrs.get("type") == WIDGET_STATE or "require.js" in src:
+            logger.warning("page %s carries ipywidgets state (require.js); use plain `tqdm`, "
+                           "not `tqdm.auto`/`tqdm.notebook`, and no ipywidgets in chapters",
+                           pagename, location=pagename, type="offline", subtype="widgets")
+    for sheet in context.get("css_files", []):
+        href = str(getattr(sheet, "filename", sheet) or "")
+        if _is_remote(href):
+            logger.warning("page %s would load a style sheet from the network: %s", pagename,
+                           href, location=pagename, type="offline", subtype="remote")
+    if WIDGET_STATE in context.get("body", "") or "widget-view+json" in context.get("body", ""):
+        logger.warning("page %s embeds an ipywidget; use plain `tqdm` and no ipywidgets",
+                       pagename, location=pagename, type="offline", subtype="widgets")
+
+
+def setup(app: Sphinx):
+    app.connect("config-inited", _configure)
+    app.connect("builder-inited", _prepare)
+    app.connect("html-page-context", _page_assets)
+    app.connect("html-page-context", _dedupe_scripts, priority=800)
+    # After MathJax and MyST-NB have added their scripts for the page.
+    app.connect("html-page-context", _guard, priority=900)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
