@@ -43,6 +43,7 @@ __all__ = [
     "abs_update_variance",
     "abs_update_mean",
     "student_t_variance",
+    "update_bound",
     "ema_weights",
     "ema_mean_variance",
     "ema_effective_samples",
@@ -404,3 +405,33 @@ def ema_equivalent_beta(m):
     r"""The inverse rule :math:`\beta = (m-2)/m` (eq. 12) for ``m >= 2``."""
     m_arr = check_range(m, "m", 2.0, np.inf)
     return scalar_or_array((m_arr - 2.0) / m_arr)
+
+
+def update_bound(t, beta2=1.0):
+    r"""Largest possible \|update\| of Adam without momentum and with ``eps = 0`` (Proposition 1).
+
+    With bias-corrected second-moment weights :math:`w_i` (:func:`ema_weights`),
+    :math:`\hat v_t = \sum_i w_i g_i^2 \ge w_t g_t^2`, so whatever the gradients,
+
+    .. math::
+
+        |u_t| = \frac{|g_t|}{\sqrt{\hat v_t}} \le \frac{1}{\sqrt{w_t}}
+        = \sqrt{\frac{1-\beta_2^t}{1-\beta_2}},
+
+    which is :math:`\sqrt{t}` for the simple average (``beta2 = 1``, the support
+    of eq. 30). A bounded variable is sub-Gaussian: every moment is finite at
+    every step, which is the content of Proposition 1. Vectorised over ``t``
+    (``t >= 1``) and ``beta2`` (``0 <= beta2 <= 1``).
+    """
+    t_arr = check_range(t, "t", 1.0, np.inf)
+    b = check_range(beta2, "beta2", 0.0, 1.0)
+    t_arr, b = np.broadcast_arrays(t_arr, b)
+    shape = t_arr.shape
+    t_arr, b = t_arr.reshape(-1), b.reshape(-1)
+    out = np.sqrt(t_arr)
+    ema = b < 1
+    bt, tt = b[ema], t_arr[ema]
+    safe = np.where(bt > 0, bt, 0.5)
+    # (1 - beta^t) / (1 - beta) via expm1, exact as beta -> 1; beta = 0 keeps only g_t, bound 1
+    out[ema] = np.sqrt(np.where(bt > 0, -np.expm1(tt * np.log(safe)) / (1 - bt), 1.0))
+    return scalar_or_array(out.reshape(shape))

@@ -244,3 +244,23 @@ def test_bad_c_and_beta():
         T.ema_equivalent_beta(1.5)
     with pytest.raises(TypeError, match="scalar"):
         T.update_distribution([2, 3])
+
+
+def test_update_bound_proposition1():
+    assert T.update_bound(7) == pytest.approx(np.sqrt(7))
+    assert T.update_bound(5, 0.0) == 1.0
+    for beta2, t in [(0.9, 3), (0.999, 10), (0.5, 40)]:
+        w = T.ema_weights(beta2, t)
+        assert T.update_bound(t, beta2) == pytest.approx(1 / np.sqrt(w[-1]), rel=1e-12)
+        # the bound is attained when all earlier gradients vanish, and never exceeded otherwise
+        rng = np.random.default_rng(t)
+        g = rng.standard_normal((t, 50_000)) * rng.exponential(size=(t, 1)) ** 3
+        u = g[-1] / np.sqrt(w @ g**2)
+        assert np.abs(u).max() <= T.update_bound(t, beta2) * (1 + 1e-12)
+        g[:-1] = 0
+        assert np.abs(g[-1] / np.sqrt(w @ g**2)).max() == pytest.approx(T.update_bound(t, beta2))
+    np.testing.assert_allclose(T.update_bound([1, 10], [1.0, 1 - 1e-12]), [1.0, np.sqrt(10)], rtol=1e-9)
+    with pytest.raises(ValueError, match="beta2 must lie"):
+        T.update_bound(3, 1.5)
+    with pytest.raises(ValueError, match="t must lie"):
+        T.update_bound(0)
