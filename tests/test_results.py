@@ -135,3 +135,26 @@ def test_bad_arguments():
         stats.select(names=["zzz"])
     with pytest.raises(ValueError, match="were not recorded"):
         stats.select(steps=[5])
+
+
+def test_ks_distance_exact_for_continuous_and_discrete():
+    from scipy import stats as st
+
+    from adamdist.results import ks_distance
+    from adamdist.theory import update_distribution
+
+    x = np.random.default_rng(2).standard_normal(500)
+    assert ks_distance(x, st.norm.cdf) == pytest.approx(st.kstest(x, st.norm.cdf).statistic, abs=1e-12)
+    signs = np.where(np.random.default_rng(3).random(1000) < 0.5, -1.0, 1.0)
+    law = update_distribution(1)
+    frac = (signs < 0).mean()
+    assert ks_distance(signs, law.cdf) == pytest.approx(abs(frac - 0.5), abs=1e-12)
+    with pytest.raises(ValueError, match="non-empty"):
+        ks_distance([], st.norm.cdf)
+
+
+def test_compare_snaps_float_rounding_onto_the_m1_atoms():
+    signs = np.where(np.random.default_rng(4).random(4000) < 0.5, -1.0, 1.0) * np.float32(0.99999994)
+    stats = _accumulate([[torch.from_numpy(signs), torch.from_numpy(signs)]], default_edges(), sample_size=4000)
+    table = compare_with_law(stats)
+    assert (table.ks < table.ks_band).all()

@@ -1,0 +1,254 @@
+"""Altair charts for the book, and the renderer that lets them display without a network.
+
+Every chapter calls :func:`use_book_renderer` once, at the top. Chart builders take tidy
+frames (one row per observation, one column per variable) and always label their axes,
+with units. Chapter authors: add new builders at the END of this file.
+
+Needs the ``plots`` extra (``pip install "adamdist[plots]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+__all__ = ["use_book_renderer", "histogram_with_density", "line_chart"]
+
+RENDERER = "adamdist_book"
+CHART_CLASS = "adamdist-chart"  # _ext/offline_assets.py adds the Vega bundle to pages with it
+
+# On the book's site, vegaEmbed is a global from the site's own bundle (loaded before the
+# page body), so nothing is fetched. Elsewhere (Colab, Jupyter) the global is absent and the
+# libraries come from the CDN in the versions this altair speaks, through RequireJS when the
+# page has it (classic Notebook), since UMD scripts there register as AMD modules, not globals.
+_TEMPLATE = """\
+<div id="{div_id}" class="{chart_class}"></div>
+<script type="text/javascript">
+(function (spec, embedOpt) {{
+  var el = document.getElementById("{div_id}");
+  function show(vegaEmbed) {{
+    vegaEmbed(el, spec, embedOpt).catch(function (err) {{
+      el.textContent = "Chart failed to render: " + err;
+      console.error(err);
+    }});
+  }}
+  if (typeof window.vegaEmbed === "function") {{ show(window.vegaEmbed); return; }}
+  var urls = {urls};
+  if (typeof define === "function" && define.amd && typeof requirejs === "function") {{
+    var noext = urls.map(function (u) {{ return u + "?noext"; }});
+    requirejs.config({{paths: {{"vega": noext[0], "vega-lite": noext[1], "vega-embed": noext[2]}}}});
+    require(["vega-embed"], show);
+    return;
+  }}
+  (function load(i) {{
+    if (i === urls.length) {{ show(window.vegaEmbed); return; }}
+    var s = document.createElement("script");
+    s.src = urls[i];
+    s.onload = function () {{ load(i + 1); }};
+    s.onerror = function () {{ el.textContent = "Could not load " + urls[i]; }};
+    document.head.appendChild(s);
+  }})(0);
+}})({spec}, {embed_opt});
+</script>"""
+
+# Export buttons only: the editor and source links would send readers (and the spec) off-site.
+_EMBED_OPTIONS = {"mode": "vega-lite",
+                  "actions": {"export": True, "source": False, "compiled": False, "editor": False}}
+
+
+def _cdn_urls() -> list[str]:
+    base = "https://cdn.jsdelivr.net/npm/"
+    return [f"{base}vega@{alt.VEGA_VERSION}", f"{base}vega-lite@{alt.VEGALITE_VERSION}",
+            f"{base}vega-embed@{alt.VEGAEMBED_VERSION}"]
+
+
+def _script_json(obj) -> str:
+    # "</" inside a <script> would end it early (a title like "</b>" in the spec).
+    return json.dumps(obj).replace("</", "<\\/")
+
+
+def _render(spec: dict, **metadata) -> dict:
+    div_id = f"altair-viz-{uuid.uuid4().hex}"
+    html = _TEMPLATE.format(div_id=div_id, chart_class=CHART_CLASS, urls=_script_json(_cdn_urls()),
+                            spec=_script_json(spec), embed_opt=_script_json(_EMBED_OPTIONS))
+    return {"text/html": html, "text/plain": "<altair chart: displayed as HTML>"}
+
+
+def use_book_renderer() -> None:
+    """Display altair charts the way the book's site can show them offline.
+
+    Call once at the top of a chapter. Charts embed their data in the page, so altair's
+    5000-row limit is lifted: keep chart data small (bin histograms, thin curves).
+    """
+    alt.renderers.register(RENDERER, _render)
+    alt.renderers.enable(RENDERER)
+    alt.data_transformers.disable_max_rows()
+
+
+def _title(name: str, title: str | None) -> str:
+    return name if title is None else title
+
+
+def _color_type(series: pd.Series) -> str:
+    # Numbers (a step count, a beta) read best on an ordered palette; labels on a categorical one.
+    return "O" if pd.api.types.is_numeric_dtype(series) else "N"
+
+
+def _histogram_frame(samples, bins: int | Sequence[float], value: str, group: str | None) -> pd.DataFrame:
+    if isinstance(samples, pd.DataFrame) and {"bin_start", "bin_end", "density"} <= set(samples.columns):
+        return samples
+    if isinstance(samples, pd.DataFrame):
+        frame = samples
+    else:
+        frame = pd.DataFrame({value: np.asarray(samples, dtype=float).ravel()})
+    values = frame[value].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]  # edges from finite draws; infinite ones count as outside
+    # Shared edges so that the groups' bars are comparable.
+    edges = np.histogram_bin_edges(values, bins=bins)
+    parts = []
+    for key, part in (frame.groupby(group, sort=True) if group else [(None, frame)]):
+        x = part[value].to_numpy(dtype=float)
+        x = x[~np.isnan(x)]
+        counts, _ = np.histogram(x, bins=edges)
+        # Normalised by all draws, not only those inside the edges, so that a histogram
+        # cut to a window still matches the full density drawn over it.
+        density = counts / (max(len(x), 1) * np.diff(edges))
+        rows = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "density": density})
+        if group:
+            rows[group] = key
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
+
+
+def histogram_with_density(
+    samples,
+    density: pd.DataFrame | None = None,
+    *,
+    x_title: str,
+    y_title: str = "probability density",
+    value: str = "value",
+    group: str | None = None,
+    bins: int | Sequence[float] = 60,
+    x: str = "x",
+    y: str = "density",
+    sample_label: str = "empirical",
+    density_label: str = "theory",
+    title: str | None = None,
+    width: int = 420,
+    height: int = 260,
+) -> alt.LayerChart | alt.Chart:
+    """A density-normalised histogram with a density curve on top.
+
+    ``samples``: a 1-D array of draws, or a tidy frame with column ``value`` (and ``group``),
+    or an already binned frame with columns ``bin_start``, ``bin_end``, ``density``.
+    Only the bins go into the chart, however many draws there are.
+    ``density``: a frame with columns ``x`` and ``y`` (and ``group``), e.g. a closed form on a grid.
+    ``x_title`` must name the variable and its unit, e.g. ``"update Δθ/λ (1)"``.
+    """
+    hist = _histogram_frame(samples, bins, value, group)
+    if group:
+        color = alt.Color(f"{group}:{_color_type(hist[group])}", title=group)
+    else:
+        hist = hist.assign(series=sample_label)
+        color = alt.Color("series:N", title=None,
+                          scale=alt.Scale(domain=[sample_label, density_label]))
+    bars = alt.Chart(hist).mark_bar(opacity=0.45, binSpacing=0).encode(
+        x=alt.X("bin_start:Q", title=x_title),
+        x2="bin_end:Q",
+        y=alt.Y("density:Q", title=y_title, stack=None),
+        y2=alt.datum(0),  # without it Vega-Lite draws ranged-x bars as thin boxes
+        color=color,
+        tooltip=[alt.Tooltip("bin_start:Q", format=".3g"), alt.Tooltip("bin_end:Q", format=".3g"),
+                 alt.Tooltip("density:Q", format=".3g")],
+    )
+    layers = [bars]
+    if density is not None:
+        curve = density if group else density.assign(series=density_label)
+        layers.append(alt.Chart(curve).mark_line(strokeWidth=2).encode(
+            x=alt.X(f"{x}:Q", title=x_title), y=alt.Y(f"{y}:Q", title=y_title), color=color))
+    chart = alt.layer(*layers) if len(layers) > 1 else bars
+    chart = chart.properties(width=width, height=height)
+    return chart.properties(title=title) if title else chart
+
+
+def line_chart(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str | None = None,
+    *,
+    x_title: str,
+    y_title: str,
+    color_title: str | None = None,
+    log_x: bool = False,
+    log_y: bool = False,
+    points: bool = False,
+    title: str | None = None,
+    width: int = 420,
+    height: int = 260,
+) -> alt.Chart:
+    """Lines of ``y`` against ``x``, one per value of ``color``; titles must carry units."""
+    enc = {
+        "x": alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear")),
+        "y": alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log" if log_y else "linear")),
+        "tooltip": [alt.Tooltip(f"{x}:Q", format=".4g"), alt.Tooltip(f"{y}:Q", format=".4g")],
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:{_color_type(frame[color])}", title=_title(color, color_title))
+        enc["tooltip"].append(alt.Tooltip(f"{color}:{_color_type(frame[color])}"))
+    chart = alt.Chart(frame).mark_line(point=points).encode(**enc).properties(width=width, height=height)
+    return chart.properties(title=title) if title else chart
+
+
+# -- builders for the theory chapters -------------------------------------------------
+
+
+def glue(name: str, value, display: bool = False):
+    """Store ``value`` for ``{glue}`` references in the book's text; return it.
+
+    The book's prose quotes numbers computed on the page through MyST-NB's glue, never typed
+    by hand. Outside a book build (Colab, plain Jupyter) MyST-NB may be missing: the value
+    is then shown as the cell's output instead, so the reader still sees it.
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        from IPython.display import display as _show
+
+        _show(f"{name} = {value!r}")
+        return value
+    _glue(name, value, display=display)
+    return value
+
+
+def small_multiples(charts, columns: int = 3) -> alt.VConcatChart:
+    """Lay out a list of charts in rows of ``columns`` (each keeps its own axes and title)."""
+    charts = list(charts)
+    rows = [alt.hconcat(*charts[i:i + columns]) for i in range(0, len(charts), columns)]
+    return alt.vconcat(*rows)
+
+
+def ks_chart(frame: pd.DataFrame, x: str = "step", color: str | None = None, *, x_title: str,
+             band: str | None = "ks_band", title: str | None = None, width: int = 420,
+             height: int = 260) -> alt.LayerChart:
+    """Kolmogorov-Smirnov distance per step, with the 99% band of a sample from the law itself.
+
+    ``frame`` is tidy, e.g. :func:`adamdist.results.compare_with_law`'s output with a
+    ``color`` column added; points above the dashed band reject the law at the 1% level.
+    """
+    base = line_chart(frame, x, "ks", color, x_title=x_title,
+                      y_title="KS distance sup|F_n − F| (probability)", points=True,
+                      width=width, height=height)
+    layers = [base]
+    if band is not None:
+        band_frame = frame.groupby(x, as_index=False)[band].max()
+        layers.append(alt.Chart(band_frame).mark_line(strokeDash=[4, 3], color="gray").encode(
+            x=alt.X(f"{x}:Q"), y=alt.Y(f"{band}:Q"),
+            tooltip=[alt.Tooltip(f"{band}:Q", format=".3g", title="99% band")]))
+    chart = alt.layer(*layers)
+    return chart.properties(title=title) if title else chart
