@@ -1,0 +1,733 @@
+r"""Record the update distribution of a live ``torch.optim`` optimizer.
+
+The paper's experiments (section 5, Figures 2-3) look at the update of a real
+network, step by step,
+
+.. math::
+
+    u_t = \frac{\theta_t - \theta_{t-1}}{\eta_t},
+
+where :math:`\eta_t` is the learning rate of the parameter's group *at step t*
+(so schedulers and per-group rates are divided out). For Adam with
+:math:`\beta_1 = 0` this is :math:`-g_t / (\sqrt{\hat v_t} + \epsilon)`, the
+quantity whose law Theorem 1 predicts (eq. 30); the sign convention does not
+matter for that symmetric law, but it does for ``skew``: a positive mean
+gradient gives a negative mean :math:`u`.
+
+:class:`UpdateRecorder` gets :math:`u_t` from
+:meth:`torch.optim.Optimizer.register_step_pre_hook` (snapshot
+:math:`\theta_{t-1}` into a preallocated buffer) and
+:meth:`~torch.optim.Optimizer.register_step_post_hook` (difference in place,
+divide by the rate), and hands it to :class:`adamdist.results.StatsAccumulator`,
+which keeps per-step moments, a histogram and a fixed sample of coordinates in
+preallocated device buffers. Nothing inside the step synchronises with the
+host, so it works with any optimizer, on any device, and leaves the
+optimizer's arithmetic untouched (it only reads the parameters).
+
+Distributed training (``torch.distributed``):
+
+* plain (DDP-replicated) parameters are the same on every rank after the
+  step, so only rank 0 records them by default (``all_ranks=True`` makes every
+  rank record its own copy);
+* FSDP2 (:func:`torch.distributed.fsdp.fully_shard`) parameters are
+  :class:`~torch.distributed.tensor.DTensor` shards: every rank records the
+  statistics of its own shard, and :meth:`UpdateRecorder.result` combines them
+  into the statistics of the whole tensor (moments with Chan et al.'s
+  parallel update, histograms summed, the sampled coordinates are global
+  coordinates, each owned by exactly one rank).
+"""
+
+from __future__ import annotations
+
+import numbers
+import zlib
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ._validation import check_int
+from .results import StatsAccumulator, UpdateStats, _check_edges, compare_with_law, default_edges
+
+__all__ = ["UpdateRecorder", "predicted_law", "compare_with_theory", "DEFAULT_STEPS"]
+
+#: Steps recorded when ``steps`` is not given: the regime of Figures 2-3 (m <= 100).
+DEFAULT_STEPS = 100
+
+_KINDS = ("update", "grad")
+
+
+def _jsonable(value):
+    """Hyper-parameters as JSON (tensors become numbers, tuples lists, the rest repr)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return value.item() if value.numel() == 1 else value.tolist()
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _resolve_steps(steps) -> list[int]:
+    if steps is None:
+        return list(range(1, DEFAULT_STEPS + 1))
+    if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
+        n = check_int(steps, "steps", low=1)
+        return list(range(1, n + 1))
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+        raise TypeError(f"steps must be an int N (the first N steps) or an iterable of 1-based step numbers, "
+                        f"got {type(steps).__name__}")
+    out = sorted({check_int(s, "steps entry", low=1) for s in steps})
+    if not out:
+        raise ValueError("steps must name at least one step")
+    return out
+
+
+def _resolve_edges(bins, name: str) -> np.ndarray:
+    if bins is None:
+        return default_edges()
+    if isinstance(bins, numbers.Integral) and not isinstance(bins, bool):
+        return default_edges(bins=check_int(bins, name, low=1))
+    try:
+        return _check_edges(bins)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc} (pass an int for uniform bins on [-4, 4], or strictly "
+                         f"increasing finite edges)") from None
+
+
+def _sample_coordinates(name: str, numel: int, sample_size: int, seed: int) -> np.ndarray:
+    """Sorted global flat indices of the coordinates sampled for ``name``.
+
+    Seeded by ``(seed, crc32(name))``: the choice of a tensor's coordinates
+    does not depend on which other tensors are tracked, on the world size or
+    on the sharding, so FSDP and single-process runs sample the same entries.
+    ``Generator.choice`` without replacement uses O(k) memory for k << numel.
+    """
+    k = min(sample_size, numel)
+    if k == numel:
+        return np.arange(numel, dtype=np.int64)
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return np.sort(rng.choice(numel, size=k, replace=False, shuffle=False)).astype(np.int64)
+
+
+def _dist_info():
+    """(rank, world_size) of the default process group, or (0, 1) without one."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _shard_layout(param):
+    """This rank's piece of a DTensor: ``(contributes, local_shape, ranges)``.
+
+    ``ranges`` maps a tensor dim to the ``[lo, hi)`` slice of it held here.
+    ``Shard(d)`` follows :func:`torch.chunk` (ceil-sized chunks, trailing ranks
+    possibly empty), which is what DTensor and FSDP2 use; on a ``Replicate``
+    mesh dim only coordinate 0 contributes, so each entry is counted once.
+    """
+    from torch.distributed.tensor import Replicate, Shard
+
+    mesh = param.device_mesh
+    coord = mesh.get_coordinate()
+    if coord is None:  # this rank is not in the mesh: it holds nothing
+        return False, (0,), {}
+    shape = list(param.shape)
+    ranges = {}
+    contributes = True
+    for mesh_dim, placement in enumerate(param.placements):
+        c = coord[mesh_dim]
+        size = mesh.size(mesh_dim)
+        if isinstance(placement, Shard) and type(placement) is Shard:
+            d = placement.dim % len(shape)
+            if d in ranges:
+                raise NotImplementedError(f"DTensor sharded twice along dim {d} ({param.placements}) is not "
+                                          f"supported by UpdateRecorder")
+            n = shape[d]
+            chunk = -(-n // size)
+            lo = min(c * chunk, n)
+            ranges[d] = (lo, min(lo + chunk, n))
+        elif isinstance(placement, Replicate):
+            contributes = contributes and c == 0
+        else:
+            raise NotImplementedError(f"DTensor placement {placement!r} is not supported by UpdateRecorder "
+                                      f"(supported: Shard(d), Replicate())")
+    local_shape = tuple(ranges[d][1] - ranges[d][0] if d in ranges else n for d, n in enumerate(shape))
+    actual = tuple(param.to_local().shape)
+    if actual != local_shape:
+        raise NotImplementedError(f"unexpected DTensor layout: local shard has shape {actual}, expected "
+                                  f"{local_shape} for placements {param.placements}")
+    return contributes, local_shape, ranges
+
+
+class _Tracked:
+    """One tracked parameter and what this rank keeps for it."""
+
+    __slots__ = ("name", "param", "group", "shape", "numel", "sharded", "contributes", "local_shape",
+                 "sample_global", "sample_local", "sample_cols", "snap", "index")
+
+    def local(self, tensor):
+        return tensor.to_local() if self.sharded else tensor
+
+
+class UpdateRecorder:
+    r"""Record :math:`u_t = (\theta_t - \theta_{t-1})/\eta_t` of a live optimizer.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Any optimizer (Adam, AdamW, RMSprop, Adagrad, SGD, ...). Its behaviour
+        is unchanged: the hooks only read parameters and gradients.
+    params : torch.nn.Module, dict, sequence of str, or None
+        What to track. A module: all its named parameters that the optimizer
+        holds (frozen ones it does not hold are skipped). A dict name ->
+        parameter. A sequence of parameter names, looked up in ``module``.
+        ``None``: every parameter of the optimizer, named ``"group{g}.{i}"``.
+    module : torch.nn.Module, optional
+        Where names are looked up when ``params`` is a sequence of names.
+    steps : int or iterable of int, optional
+        Which optimizer steps to record, counted from 1 at the first step after
+        :meth:`attach` (attach before training for these to be the paper's
+        :math:`m`). An int ``N`` records steps ``1..N``; an iterable names
+        steps (e.g. ``range(1, 1001, 10)``). Default: the first
+        :data:`DEFAULT_STEPS` (100). Capacity is preallocated; other steps
+        cost two no-op hook calls.
+    bins : int or array_like, optional
+        Histogram edges: an int gives that many uniform bins on :math:`[-4, 4]`
+        (:func:`adamdist.results.default_edges`; it covers the support
+        :math:`|u| \le \sqrt m` of Theorem 1 for :math:`m \le 16` and 4
+        standard deviations of its Gaussian limit, eq. 31), or strictly
+        increasing edges. Values outside land in under/overflow counts.
+    sample_size : int
+        Coordinates of each tensor whose exact values are kept every step (the
+        same coordinates at every step), for Kolmogorov-Smirnov comparisons.
+    seed : int
+        Seeds the choice of sampled coordinates.
+    record_grad : bool
+        Also record the raw gradient seen by the step (``result("grad")``).
+    grad_bins : int or array_like, optional
+        Histogram edges for the gradient (default: ``bins``).
+    all_ranks : bool
+        Under ``torch.distributed``: record replicated (non-DTensor)
+        parameters on every rank rather than on rank 0 only.
+
+    Notes
+    -----
+    *Cost.* Per recorded step and tracked tensor: one ``copy_`` into a
+    preallocated snapshot (pre-hook), one in-place subtraction and division
+    (post-hook), and the device-side reductions of
+    :class:`~adamdist.results.StatsAccumulator`. No ``.item()``, ``.cpu()``
+    or ``float(tensor)`` runs inside the step, also for tensor learning rates
+    (they divide on the device). Memory: one snapshot per tracked parameter
+    plus ``O(steps * (bins + sample_size))`` per tensor; all of it is freed
+    by :meth:`detach`, after the (small) statistics were copied to the host.
+
+    *Learning rate 0.* A group whose rate is 0 at a step has no defined
+    update: its entries are NaN (counted in ``nonfinite``) and the step is
+    listed under ``metadata["lr_zero_steps"]``, rather than a division by 0.
+
+    *Distributed.* With DDP, rank 0 alone records (``all_ranks=False``):
+    :meth:`result` returns the statistics on rank 0 and ``None`` on other
+    ranks, unless ``broadcast=True`` is passed on every rank, which sends rank
+    0's result to all. With FSDP2 (DTensor parameters) every rank records its
+    shard and :meth:`result` is a collective (call it on every rank, like any
+    ``torch.distributed`` operation): it returns the whole-tensor statistics
+    on every rank. The gather happens only then, never during training.
+
+    Examples
+    --------
+    >>> with UpdateRecorder(opt, model, steps=50) as rec:   # doctest: +SKIP
+    ...     train(model, opt)
+    >>> stats = rec.result()                                # doctest: +SKIP
+    >>> stats.to_frame("moments")                           # doctest: +SKIP
+    """
+
+    def __init__(self, optimizer, params=None, *, module=None, steps=None, bins=None, sample_size: int = 2000,
+                 seed: int = 0, record_grad: bool = False, grad_bins=None, all_ranks: bool = False):
+        import torch
+
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.steps = _resolve_steps(steps)
+        self.edges = _resolve_edges(bins, "bins")
+        self.grad_edges = self.edges if grad_bins is None else _resolve_edges(grad_bins, "grad_bins")
+        self.sample_size = check_int(sample_size, "sample_size", low=0)
+        self.seed = check_int(seed, "seed")
+        self.record_grad = bool(record_grad)
+        self.all_ranks = bool(all_ranks)
+        self.rank, self.world_size = _dist_info()
+        self._tracked = self._resolve_params(params, module)
+        self._slot_of = {s: i for i, s in enumerate(self.steps)}
+        self._state = "new"
+        self._handles = []
+        self._acc = {}
+        self._host = None
+        self._step = 0
+        self._rows = 0
+        self._active = None
+        self._hyper = [{k: _jsonable(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+    # -- set-up -----------------------------------------------------------------
+    def _resolve_params(self, params, module):
+        import torch
+
+        where = {}
+        for g, group in enumerate(self.optimizer.param_groups):
+            for p in group["params"]:
+                where[id(p)] = g
+        if params is None:
+            named = [(f"group{g}.{i}", p) for g, group in enumerate(self.optimizer.param_groups)
+                     for i, p in enumerate(group["params"])]
+        elif isinstance(params, torch.nn.Module):
+            if module is not None:
+                raise TypeError("pass either params=<module> or params=<names> with module=<module>, not both")
+            named = [(n, p) for n, p in params.named_parameters() if id(p) in where]
+            if not named:
+                raise ValueError("none of the module's parameters is in the optimizer")
+        elif isinstance(params, Mapping):
+            named = list(params.items())
+            for n, p in named:
+                if not isinstance(p, torch.Tensor):
+                    raise TypeError(f"params[{n!r}] must be a tensor, got {type(p).__name__}")
+        elif isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+            raise TypeError(f"params must be a module, a dict name -> parameter, a list of names (with "
+                            f"module=...) or None, got {type(params).__name__}")
+        else:
+            names = list(params)
+            if module is None:
+                raise ValueError("params is a list of names: pass the module that holds them as module=...")
+            table = dict(module.named_parameters())
+            missing = [n for n in names if n not in table]
+            if missing:
+                raise ValueError(f"parameter names {missing} are not in the module; it has e.g. "
+                                 f"{list(table)[:8]}")
+            named = [(n, table[n]) for n in names]
+        if not named:
+            raise ValueError("params selects no parameter")
+        tracked, seen_names, seen_ids = [], set(), set()
+        for name, p in named:
+            name = str(name)
+            if name in seen_names or id(p) in seen_ids:
+                raise ValueError(f"parameter {name!r} is selected twice")
+            seen_names.add(name)
+            seen_ids.add(id(p))
+            if id(p) not in where:
+                raise ValueError(f"parameter {name!r} (shape {tuple(p.shape)}) is not in the optimizer's "
+                                 f"param_groups")
+            t = _Tracked()
+            t.name, t.param, t.group = name, p, where[id(p)]
+            t.shape, t.numel = tuple(p.shape), p.numel()
+            t.sharded = _is_dtensor(p)
+            if t.sharded:
+                t.contributes, t.local_shape, ranges = _shard_layout(p)
+            else:
+                # DDP replicas are identical after the step: one rank is enough
+                t.contributes = self.all_ranks or self.rank == 0
+                t.local_shape, ranges = t.shape, {}
+            t.sample_global = _sample_coordinates(name, t.numel, self.sample_size, self.seed)
+            t.sample_cols, t.sample_local = _local_sample(t.sample_global, t.shape, t.local_shape, ranges)
+            tracked.append(t)
+        return tracked
+
+    @property
+    def names(self) -> tuple:
+        """Tracked names, in the order of the result's ``names``."""
+        return tuple(t.name for t in self._tracked)
+
+    @property
+    def sample_indices(self) -> dict:
+        """Global flat indices (into ``param.view(-1)``) of the sampled coordinates, per name."""
+        return {t.name: t.sample_global.copy() for t in self._tracked}
+
+    def attach(self) -> "UpdateRecorder":
+        """Allocate the buffers and register the hooks. A recorder attaches once."""
+        import torch
+
+        if self._state != "new":
+            raise RuntimeError(f"this recorder is already {self._state}; create a new UpdateRecorder")
+        self._state = "attached"
+        mine = [t for t in self._tracked if t.contributes]
+        if not mine:  # e.g. DDP rank > 0: no buffers, no hooks, no cost
+            return self
+        devices = {t.local(t.param).device for t in mine}
+        if len(devices) > 1:
+            raise NotImplementedError(f"tracked parameters live on several devices {sorted(map(str, devices))}; "
+                                      f"use one recorder per device")
+        self.device = devices.pop()
+        n = len(self.steps)
+        kinds = _KINDS if self.record_grad else _KINDS[:1]
+        for kind in kinds:
+            edges = self.edges if kind == "update" else self.grad_edges
+            # sample_size=0: the recorder keeps the samples itself, in global coordinates (see _local_sample)
+            acc = StatsAccumulator(self.names, [0 if not t.contributes else int(np.prod(t.local_shape))
+                                                for t in self._tracked], n, edges, sample_size=0,
+                                   seed=self.seed, device=self.device)
+            f64 = dict(dtype=torch.float64, device=self.device)
+            # zeros, not NaN: in a sharded result every column is owned by one rank and the others add 0
+            acc._adamdist_samples = [torch.zeros((n, t.sample_global.size), **f64) for t in self._tracked]
+            acc._adamdist_abs_sum = torch.zeros((n, len(self._tracked)), **f64)  # for Chan's |u| combination
+            self._acc[kind] = acc
+        for t in mine:
+            t.index = self.names.index(t.name)
+            local = t.local(t.param)
+            t.snap = torch.empty_like(local, memory_format=torch.contiguous_format)
+            t.sample_local = torch.as_tensor(t.sample_local, device=self.device)
+            t.sample_cols = torch.as_tensor(t.sample_cols, device=self.device)
+        self._mine = mine
+        groups = sorted({t.group for t in mine})
+        self._by_group = [(g, [t for t in mine if t.group == g]) for g in groups]
+        self._lr = torch.full((n, len(self.optimizer.param_groups)), float("nan"), dtype=torch.float64,
+                              device=self.device)
+        self._handles = [self.optimizer.register_step_pre_hook(self._pre_hook),
+                         self.optimizer.register_step_post_hook(self._post_hook)]
+        return self
+
+    def detach(self) -> None:
+        """Remove the hooks and free every buffer (the statistics are copied to the host first)."""
+        if self._state != "attached":
+            return
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._host = self._local_host()
+        self._acc = {}
+        self._lr = None
+        for t in self._tracked:
+            t.snap = None
+        self._mine = []
+        self._by_group = []
+        self._state = "detached"
+
+    def __enter__(self) -> "UpdateRecorder":
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    # -- the hooks (hot path: device work only) --------------------------------
+    def _pre_hook(self, optimizer, args, kwargs):
+        import torch
+
+        self._step += 1
+        slot = self._slot_of.get(self._step)
+        self._active = slot
+        if slot is None:
+            return
+        with torch.no_grad():
+            if self.record_grad:
+                acc = self._acc["grad"]
+                for t in self._mine:
+                    grad = t.param.grad
+                    if grad is not None:
+                        self._record(acc, slot, t, t.local(grad))
+            # theta_{t-1}; one multi-tensor launch where the backend has it
+            torch._foreach_copy_([t.snap for t in self._mine], [t.local(t.param) for t in self._mine])
+
+    def _post_hook(self, optimizer, args, kwargs):
+        import torch
+
+        slot = self._active
+        if slot is None:
+            return
+        self._active = None
+        acc = self._acc["update"]
+        with torch.no_grad():
+            snaps = [t.snap for t in self._mine]
+            # snap <- theta_{t-1} - theta_t; dividing by -lr below gives (theta_t - theta_{t-1}) / lr
+            # bit for bit (IEEE negation is exact), with one pass less than a separate neg_()
+            torch._foreach_sub_(snaps, [t.local(t.param) for t in self._mine])
+            for g, members in self._by_group:
+                lr = optimizer.param_groups[g]["lr"]
+                self._lr[slot, g].fill_(lr)
+                if isinstance(lr, torch.Tensor) and lr.device.type != "cpu":
+                    # float(lr) would wait for the device: keep the zero test there too
+                    zero = lr == 0
+                    for t in members:
+                        t.snap.div_(-lr).masked_fill_(zero, float("nan"))
+                else:
+                    lr = float(lr)  # a Python number or a CPU scalar tensor: no device sync
+                    for t in members:
+                        if lr == 0:
+                            t.snap.fill_(float("nan"))  # undefined, not +-inf from a division by 0
+                        else:
+                            t.snap.div_(-lr)
+            for t in self._mine:
+                self._record(acc, slot, t, t.snap)
+        for a in self._acc.values():
+            a.set_step(slot, self._step)
+        self._rows = slot + 1
+
+    def _record(self, acc, slot, t, values):
+        import torch
+
+        acc.record(slot, t.index, values)
+        flat = values.reshape(-1)
+        if t.sample_cols.numel():
+            acc._adamdist_samples[t.index][slot].index_copy_(
+                0, t.sample_cols, flat.index_select(0, t.sample_local).to(torch.float64))
+        if t.sharded:
+            x = flat.to(torch.float64)
+            acc._adamdist_abs_sum[slot, t.index] = torch.where(torch.isfinite(x), x.abs(), 0.0).sum()
+
+    # -- results ----------------------------------------------------------------
+    def _local_host(self) -> dict:
+        """This rank's partial statistics, on the host (one transfer per buffer)."""
+        out = {}
+        for kind, acc in self._acc.items():
+            stats = acc.result(n_rows=self._rows)
+            out[kind] = {
+                "stats": stats,
+                "samples": [s[:self._rows].cpu().numpy() for s in acc._adamdist_samples],
+                "abs_sum": acc._adamdist_abs_sum[:self._rows].cpu().numpy(),
+                "lr": self._lr[:self._rows].cpu().numpy(),
+            }
+        return out
+
+    def result(self, kind: str = "update", *, broadcast: bool = False) -> UpdateStats | None:
+        """The recorded statistics as :class:`~adamdist.results.UpdateStats`.
+
+        Parameters
+        ----------
+        kind : {"update", "grad"}
+            ``"grad"`` needs ``record_grad=True``.
+        broadcast : bool
+            Distributed runs: also return the result on ranks that did not
+            record (a collective: call it on every rank).
+
+        Returns
+        -------
+        UpdateStats or None
+            ``None`` on a rank that recorded nothing when no collective was
+            asked for (DDP ranks > 0 by default). Rows are the steps recorded
+            so far.
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        if kind == "grad" and not self.record_grad:
+            raise ValueError("kind='grad' needs UpdateRecorder(..., record_grad=True)")
+        if self._state == "new":
+            raise RuntimeError("the recorder was never attached: use it as a context manager or call attach()")
+        local = self._host if self._state == "detached" else self._local_host()
+        sharded = any(t.sharded for t in self._tracked)
+        if self.world_size > 1 and (sharded or broadcast):
+            import torch.distributed as dist
+
+            parts = [None] * self.world_size
+            dist.all_gather_object(parts, (local.get(kind), [t.contributes for t in self._tracked]))
+            return self._combine(kind, parts)
+        part = local.get(kind)
+        if part is None:
+            return None
+        return self._finish(kind, part["stats"], part["samples"], part["lr"], ranks=[self.rank])
+
+    def _combine(self, kind, parts) -> UpdateStats | None:
+        """Whole-tensor statistics from every rank's partial ones."""
+        n_names = len(self._tracked)
+        have = [(r, p) for r, (p, _) in enumerate(parts) if p is not None]
+        if not have:
+            return None
+        base = have[0][1]
+        rows = base["stats"].steps.size
+        arrays = {f: np.array(getattr(base["stats"], f), copy=True) for f in
+                  ("count", "nonfinite", "mean", "var", "abs_var", "skew", "hist", "underflow", "overflow")}
+        samples = [np.array(s, copy=True) for s in base["samples"]]
+        for j, t in enumerate(self._tracked):
+            # replicated tensors: the lowest recording rank's copy (identical on all ranks under DDP);
+            # sharded ones: every contributing rank's shard
+            owners = [(r, p) for r, p in have if parts[r][1][j]]
+            if not owners:
+                continue
+            if not t.sharded:
+                owners = owners[:1]
+            st = [p["stats"] for _, p in owners]
+            for f in ("count", "nonfinite", "hist", "underflow", "overflow"):
+                arrays[f][:, j] = sum(getattr(s, f)[:, j] for s in st)
+            samples[j] = sum(p["samples"][j] for _, p in owners)
+            if len(owners) == 1:
+                for f in ("mean", "var", "abs_var", "skew"):
+                    arrays[f][:, j] = getattr(st[0], f)[:, j]
+                continue
+            acc = None
+            for (_, p), s in zip(owners, st):
+                piece = _Moments.from_stats(s, p["abs_sum"], j)
+                acc = piece if acc is None else acc.merge(piece)
+            arrays["mean"][:, j], arrays["var"][:, j], arrays["abs_var"][:, j], arrays["skew"][:, j] = acc.final()
+        stats = UpdateStats(steps=base["stats"].steps, names=self.names, edges=base["stats"].edges,
+                            samples={}, metadata={}, **arrays)
+        assert rows == stats.steps.size and len(samples) == n_names
+        return self._finish(kind, stats, samples, base["lr"], ranks=[r for r, _ in have])
+
+    def _finish(self, kind, stats, samples, lr, ranks) -> UpdateStats:
+        import torch
+
+        steps = stats.steps.tolist()
+        lr_zero = {}
+        for t in self._tracked:
+            hit = [s for s, row in zip(steps, lr) if row[t.group] == 0]
+            if hit:
+                lr_zero[t.name] = hit
+        metadata = {
+            "source": "adamdist.capture.UpdateRecorder",
+            "kind": kind,
+            "definition": ("(theta_t - theta_{t-1}) / lr_t, lr_t the group's rate at step t" if kind == "update"
+                           else "gradient seen by optimizer.step()"),
+            "optimizer": f"{type(self.optimizer).__module__}.{type(self.optimizer).__name__}",
+            "hyperparameters": self._hyper,
+            "param_group": {t.name: t.group for t in self._tracked},
+            "shapes": {t.name: list(t.shape) for t in self._tracked},
+            "dtypes": {t.name: str(t.param.dtype).replace("torch.", "") for t in self._tracked},
+            "sharded": [t.name for t in self._tracked if t.sharded],
+            "lr_by_step": {str(s): [None if np.isnan(v) else float(v) for v in row] for s, row in zip(steps, lr)},
+            "lr_zero_steps": lr_zero,
+            "torch_version": torch.__version__,
+            "device": str(getattr(self, "device", "cpu")),
+            "world_size": self.world_size,
+            "recorded_on_ranks": ranks,
+            "seed": self.seed,
+            "sample_size": self.sample_size,
+        }
+        return UpdateStats(steps=stats.steps, names=stats.names, edges=stats.edges, count=stats.count,
+                           mean=stats.mean, var=stats.var, abs_var=stats.abs_var, skew=stats.skew,
+                           nonfinite=stats.nonfinite, hist=stats.hist, underflow=stats.underflow,
+                           overflow=stats.overflow, samples=dict(zip(self.names, samples)), metadata=metadata)
+
+
+class _Moments:
+    r"""Count, mean and central moment sums of one shard, mergeable (Chan, Golub & LeVeque 1979).
+
+    With :math:`\delta = \bar x_b - \bar x_a` and :math:`n = n_a + n_b`,
+
+    .. math::
+
+        M_2 = M_{2,a} + M_{2,b} + \delta^2 \frac{n_a n_b}{n},\quad
+        M_3 = M_{3,a} + M_{3,b} + \delta^3 \frac{n_a n_b (n_a - n_b)}{n^2}
+              + 3\delta \frac{n_a M_{2,b} - n_b M_{2,a}}{n},
+
+    which, unlike summing :math:`\sum x^2` across ranks, loses no digits when
+    the mean is large compared with the spread. The same merge on :math:`|u|`
+    gives ``abs_var``. Arrays run over the recorded steps.
+    """
+
+    def __init__(self, n, mean, m2, m3, amean, am2):
+        self.n, self.mean, self.m2, self.m3, self.amean, self.am2 = n, mean, m2, m3, amean, am2
+
+    @classmethod
+    def from_stats(cls, stats, abs_sum, j):
+        n = stats.count[:, j].astype(np.float64)
+        var = stats.var[:, j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m3 = np.where(var > 0, stats.skew[:, j] * var**1.5 * n, 0.0)  # var == 0: all deviations are 0
+            amean = abs_sum[:, j] / n
+        return cls(n, stats.mean[:, j], var * n, m3, amean, stats.abs_var[:, j] * n)
+
+    def merge(self, other):
+        na, nb = self.n, other.n
+        n = na + nb
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = other.mean - self.mean
+            mean = self.mean + d * nb / n
+            m2 = self.m2 + other.m2 + d * d * na * nb / n
+            m3 = (self.m3 + other.m3 + d**3 * na * nb * (na - nb) / n**2
+                  + 3 * d * (na * other.m2 - nb * self.m2) / n)
+            da = other.amean - self.amean
+            amean = self.amean + da * nb / n
+            am2 = self.am2 + other.am2 + da * da * na * nb / n
+        merged = [mean, m2, m3, amean, am2]
+        mine = [self.mean, self.m2, self.m3, self.amean, self.am2]
+        theirs = [other.mean, other.m2, other.m3, other.amean, other.am2]
+        # an empty side contributes nothing (its moments are NaN, not 0)
+        out = [np.where(na == 0, b, np.where(nb == 0, a, m)) for m, a, b in zip(merged, mine, theirs)]
+        return _Moments(n, *out)
+
+    def final(self):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n = np.where(self.n > 0, self.n, np.nan)
+            var = self.m2 / n
+            skew = self.m3 / n / var**1.5
+            return self.mean, var, self.am2 / n, skew
+
+
+def _is_dtensor(tensor) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(tensor, DTensor)
+
+
+def _local_sample(global_idx: np.ndarray, shape, local_shape, ranges):
+    """Which sampled global coordinates this rank holds: (columns, local flat indices)."""
+    if not ranges:
+        return np.arange(global_idx.size, dtype=np.int64), global_idx
+    if global_idx.size == 0 or int(np.prod(local_shape)) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    multi = list(np.unravel_index(global_idx, shape))
+    keep = np.ones(global_idx.size, dtype=bool)
+    for d, (lo, hi) in ranges.items():
+        keep &= (multi[d] >= lo) & (multi[d] < hi)
+        multi[d] = multi[d] - lo
+    cols = np.flatnonzero(keep)
+    local = np.ravel_multi_index([m[keep] for m in multi], local_shape) if cols.size else np.zeros(0, np.int64)
+    return cols.astype(np.int64), np.asarray(local, dtype=np.int64)
+
+
+# -- comparisons ------------------------------------------------------------------------------------------
+def predicted_law(stats: UpdateStats, beta2: float | None = None):
+    r"""Per-step law predicted for a recorded Adam-family run, as ``law(m)``.
+
+    Theorem 1 assumes no momentum (:math:`\beta_1 = 0`), :math:`\epsilon = 0`
+    and a *simple* average of squared gradients. Adam averages with weights
+    :math:`w_i \propto \beta_2^{m-i}` (eqs. 8-9) instead; we use Theorem 1 at the
+    Kish effective number of samples
+    :math:`m_{\mathrm{eff}} = 1/\sum_i w_i^2`
+    (:func:`adamdist.theory.ema_effective_samples`), which equals :math:`m`
+    while :math:`m \ll 1/(1-\beta_2)` and gives the exact two-point law for
+    :math:`\beta_2 = 0`. In between it is an approximation; the exact law of
+    the weighted average is the business of :mod:`adamdist.exact`.
+
+    Parameters
+    ----------
+    stats : UpdateStats
+        A recorder result; ``beta2`` is read from its metadata when not given.
+    beta2 : float, optional
+        Overrides the recorded ``betas[1]``; ``None`` with no recorded betas
+        means the simple average of Theorem 1 (:math:`m_{\mathrm{eff}} = m`).
+    """
+    from . import theory
+
+    if beta2 is None:
+        groups = stats.metadata.get("hyperparameters") or [{}]
+        betas = {tuple(g["betas"]) for g in groups if "betas" in g}
+        if len(betas) > 1:
+            raise ValueError(f"param groups have different betas {sorted(betas)}; pass beta2 explicitly")
+        if betas:
+            beta1, beta2 = betas.pop()
+            if beta1 != 0:
+                raise ValueError(f"Theorem 1 assumes no momentum (beta1 = 0); this run has beta1 = {beta1}. "
+                                 f"Pass beta2 explicitly to compare anyway.")
+    if beta2 is None:
+        return theory.update_distribution
+
+    def law(m):
+        m_eff = float(theory.ema_effective_samples(beta2, m))
+        # m_eff is 1 up to rounding for beta2 = 0: use the exact two-point law there
+        return theory.update_distribution(1.0 if m_eff < 1 + 1e-12 else m_eff)
+
+    return law
+
+
+def compare_with_theory(stats: UpdateStats, beta2: float | None = None):
+    """:func:`adamdist.results.compare_with_law` against :func:`predicted_law` (KS and variance per step)."""
+    return compare_with_law(stats, predicted_law(stats, beta2))

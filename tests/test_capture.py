@@ -1,0 +1,367 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adamdist.capture import UpdateRecorder, compare_with_theory, predicted_law
+from adamdist.results import load
+from adamdist import theory
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+def _loss(model, step):
+    gen = torch.Generator().manual_seed(step)
+    x, y = torch.randn(32, 6, generator=gen), torch.randn(32, 3, generator=gen)
+    return (model(x) - y).pow(2).mean()
+
+
+def _two_group_adam(model, lr=(1e-2, 3e-3)):
+    return torch.optim.Adam([{"params": model[0].parameters(), "lr": lr[0]},
+                             {"params": model[2].parameters(), "lr": lr[1]}], betas=(0.9, 0.99))
+
+
+def _manual_updates(model, opt, sched, n_steps):
+    """The definition, by hand: snapshot, step, (theta_t - theta_{t-1}) / lr_t."""
+    group_of = {id(p): g for g, grp in enumerate(opt.param_groups) for p in grp["params"]}
+    out = []
+    for step in range(1, n_steps + 1):
+        opt.zero_grad()
+        _loss(model, step).backward()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        lrs = [g["lr"] for g in opt.param_groups]
+        opt.step()
+        out.append({n: ((p.detach() - before[n]) / lrs[group_of[id(p)]]).double().reshape(-1).numpy()
+                    for n, p in model.named_parameters()})
+        if sched is not None:
+            sched.step()
+    return out
+
+
+def _run(model, opt, sched, n_steps, first=1):
+    for step in range(first, first + n_steps):
+        opt.zero_grad()
+        _loss(model, step).backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+@pytest.mark.parametrize("with_scheduler", [False, True])
+def test_recorded_updates_equal_manual_computation(with_scheduler):
+    n_steps = 6
+    ref_model = _mlp()
+    ref_opt = _two_group_adam(ref_model)
+    ref_sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda s: 0.7 ** s) if with_scheduler else None
+    manual = _manual_updates(ref_model, ref_opt, ref_sched, n_steps)
+
+    model = _mlp()
+    opt = _two_group_adam(model)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.7 ** s) if with_scheduler else None
+    edges = np.linspace(-3, 3, 25)
+    # sample_size above every numel: the "sample" is the whole update, so it can be compared exactly
+    with UpdateRecorder(opt, model, steps=n_steps, bins=edges, sample_size=1000) as rec:
+        _run(model, opt, sched, n_steps)
+    stats = rec.result()
+    assert stats.steps.tolist() == list(range(1, n_steps + 1))
+    assert stats.names == tuple(n for n, _ in model.named_parameters())
+    for i in range(n_steps):
+        for j, name in enumerate(stats.names):
+            u = manual[i][name]
+            np.testing.assert_array_equal(stats.samples[name][i], u)  # bit for bit
+            assert stats.count[i, j] == u.size and stats.nonfinite[i, j] == 0
+            assert stats.mean[i, j] == pytest.approx(u.mean(), rel=1e-12, abs=1e-15)
+            assert stats.var[i, j] == pytest.approx(u.var(), rel=1e-12)
+            # abs=: at step 1 |u| is 1 up to eps, so its variance is ~1e-15 and only an absolute error means much
+            assert stats.abs_var[i, j] == pytest.approx(np.abs(u).var(), rel=1e-12, abs=1e-12)
+            np.testing.assert_array_equal(stats.hist[i, j], np.histogram(u, edges)[0])
+    lrs = stats.metadata["lr_by_step"]
+    if with_scheduler:
+        assert lrs["3"] == pytest.approx([1e-2 * 0.7 ** 2, 3e-3 * 0.7 ** 2])
+    else:
+        assert lrs["3"] == [1e-2, 3e-3]
+    assert stats.metadata["optimizer"] == "torch.optim.adam.Adam"
+    assert stats.metadata["hyperparameters"][0]["betas"] == [0.9, 0.99]
+    assert stats.metadata["shapes"]["0.weight"] == [8, 6]
+
+
+def test_chosen_steps_and_partial_result():
+    model = _mlp()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ref_model = _mlp()
+    manual = _manual_updates(ref_model, torch.optim.AdamW(ref_model.parameters(), lr=1e-2), None, 7)
+    rec = UpdateRecorder(opt, {"w": model[2].weight}, steps=[5, 2, 7], sample_size=100).attach()
+    _run(model, opt, None, 5)
+    mid = rec.result()  # while attached: the steps recorded so far
+    assert mid.steps.tolist() == [2, 5]
+    _run(model, opt, None, 3, first=6)
+    rec.detach()
+    stats = rec.result()
+    assert stats.steps.tolist() == [2, 5, 7] and stats.names == ("w",)
+    for i, step in enumerate([2, 5, 7]):
+        np.testing.assert_array_equal(stats.samples["w"][i], manual[step - 1]["2.weight"])
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: torch.optim.Adam(ps, lr=1e-2),
+    lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+    lambda ps: torch.optim.RMSprop(ps, lr=1e-3, momentum=0.9),
+    lambda ps: torch.optim.Adagrad(ps, lr=1e-2),
+    lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, nesterov=True),
+    lambda ps: torch.optim.Adam(ps, lr=torch.tensor(1e-2)),
+], ids=["adam", "adamw", "rmsprop", "adagrad", "sgd", "adam-tensor-lr"])
+def test_trajectory_is_bit_for_bit_unchanged(make_opt):
+    plain = _mlp()
+    opt = make_opt(plain.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    _run(plain, opt, sched, 6)
+
+    watched = _mlp()
+    opt = make_opt(watched.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    with UpdateRecorder(opt, watched, steps=[1, 2, 4, 5], record_grad=True, sample_size=7) as rec:
+        _run(watched, opt, sched, 6)
+    for a, b in zip(plain.parameters(), watched.parameters()):
+        assert torch.equal(a, b)
+    stats = rec.result()
+    assert np.isfinite(stats.var).all() and (stats.nonfinite == 0).all()
+    grads = rec.result("grad")
+    assert grads.metadata["kind"] == "grad" and (grads.count == stats.count).all()
+
+
+def test_grad_record_matches_gradient():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with UpdateRecorder(opt, ["2.bias"], module=model, steps=1, record_grad=True, sample_size=10) as rec:
+        opt.zero_grad()
+        _loss(model, 1).backward()
+        g = model[2].bias.grad.double().numpy().copy()
+        opt.step()
+    np.testing.assert_array_equal(rec.result("grad").samples["2.bias"][0], g)
+    # plain SGD: the update is -grad, up to float32 rounding of the difference
+    np.testing.assert_allclose(rec.result().samples["2.bias"][0], -g, rtol=1e-5, atol=1e-7)
+
+
+def test_zero_lr_is_undefined_not_divided():
+    model = _mlp()
+    opt = torch.optim.Adam([{"params": model[0].parameters(), "lr": 0.0},
+                            {"params": model[2].parameters(), "lr": 1e-2}])
+    with UpdateRecorder(opt, model, steps=2) as rec:
+        _run(model, opt, None, 2)
+    stats = rec.result()
+    first = [stats.names.index(n) for n in ("0.weight", "0.bias")]
+    second = [stats.names.index(n) for n in ("2.weight", "2.bias")]
+    assert (stats.count[:, first] == 0).all() and (stats.nonfinite[:, first] > 0).all()
+    assert np.isnan(stats.var[:, first]).all()
+    assert (stats.nonfinite[:, second] == 0).all() and np.isfinite(stats.var[:, second]).all()
+    assert stats.metadata["lr_zero_steps"] == {"0.weight": [1, 2], "0.bias": [1, 2]}
+
+
+def test_zero_tensor_lr_is_undefined():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.0))
+    with UpdateRecorder(opt, model, steps=1) as rec:
+        _run(model, opt, None, 1)
+    stats = rec.result()
+    assert (stats.count == 0).all() and "0.weight" in stats.metadata["lr_zero_steps"]
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with UpdateRecorder(opt, model, steps=3, sample_size=20) as rec:
+        _run(model, opt, None, 3)
+    stats = rec.result()
+    stats.save(tmp_path / "cap.npz")
+    back = load(tmp_path / "cap.npz")
+    assert back.metadata == json.loads(json.dumps(stats.metadata))
+    for f in ("steps", "count", "mean", "var", "abs_var", "skew", "hist", "underflow", "overflow"):
+        np.testing.assert_array_equal(getattr(back, f), getattr(stats, f))
+    for n in stats.names:
+        np.testing.assert_array_equal(back.samples[n], stats.samples[n])
+
+
+def test_detach_removes_hooks_and_buffers():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rec = UpdateRecorder(opt, model, steps=10, record_grad=True)
+    rec.attach()
+    assert len(opt._optimizer_step_pre_hooks) == 1 and len(opt._optimizer_step_post_hooks) == 1
+    _run(model, opt, None, 2)
+    rec.detach()
+    assert len(opt._optimizer_step_pre_hooks) == 0 and len(opt._optimizer_step_post_hooks) == 0
+    assert rec._acc == {} and rec._lr is None
+    assert all(t.snap is None for t in rec._tracked)
+    _run(model, opt, None, 2)  # not recorded any more
+    assert rec.result().steps.tolist() == [1, 2]
+    with pytest.raises(RuntimeError, match="already detached"):
+        rec.attach()
+
+
+def test_param_selection_forms():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters())
+    assert UpdateRecorder(opt, model).names == ("0.weight", "0.bias", "2.weight", "2.bias")
+    assert UpdateRecorder(opt, {"w": model[0].weight}).names == ("w",)
+    assert UpdateRecorder(opt, ["2.bias"], module=model).names == ("2.bias",)
+    assert UpdateRecorder(opt).names == ("group0.0", "group0.1", "group0.2", "group0.3")
+    # a module: only what the optimizer holds (frozen layers are skipped)
+    partial = torch.optim.Adam(model[2].parameters())
+    assert UpdateRecorder(partial, model).names == ("2.weight", "2.bias")
+
+
+def test_bad_input():
+    model = _mlp()
+    opt = torch.optim.Adam(model[2].parameters())
+    with pytest.raises(ValueError, match="not in the optimizer"):
+        UpdateRecorder(opt, {"w": model[0].weight})
+    with pytest.raises(ValueError, match="not in the module"):
+        UpdateRecorder(opt, ["2.weight", "nope.weight"], module=model)
+    with pytest.raises(ValueError, match="module="):
+        UpdateRecorder(opt, ["2.weight"])
+    with pytest.raises(ValueError, match="steps must be an integer in"):
+        UpdateRecorder(opt, model, steps=0)
+    with pytest.raises(ValueError, match="steps entry"):
+        UpdateRecorder(opt, model, steps=[3, -1])
+    with pytest.raises(ValueError, match="at least one step"):
+        UpdateRecorder(opt, model, steps=[])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        UpdateRecorder(opt, model, bins=[0.0, 1.0, 0.5])
+    with pytest.raises(ValueError, match="bins"):
+        UpdateRecorder(opt, model, bins=0)
+    with pytest.raises(ValueError, match="twice"):
+        UpdateRecorder(opt, {"a": model[2].weight, "b": model[2].weight})
+    with pytest.raises(TypeError, match="Optimizer"):
+        UpdateRecorder(model, model)
+    with pytest.raises(ValueError, match="record_grad"):
+        rec = UpdateRecorder(opt, model).attach()
+        rec.result("grad")
+    with pytest.raises(RuntimeError, match="never attached"):
+        UpdateRecorder(opt, model).result()
+
+
+def test_adam_on_gaussian_gradients_matches_theorem_1():
+    """Adam(beta1=0, tiny eps) on a linear loss <w, g_t> with g_t i.i.d. N(0, 1): Theorem 1 over the first steps.
+
+    With beta2 = 0.999 the bias-corrected EMA is within 0.5% of the simple average for m <= 10, so the
+    law is that of eq. 30 (predicted_law uses the Kish effective m, which is m to that accuracy).
+    """
+    n, steps = 20_000, 10
+    w = torch.nn.Parameter(torch.zeros(n))
+    opt = torch.optim.Adam([w], lr=1e-3, betas=(0.0, 0.999), eps=1e-30)
+    gen = torch.Generator().manual_seed(123)
+    with UpdateRecorder(opt, {"w": w}, steps=steps, sample_size=2000, seed=5) as rec:
+        for _ in range(steps):
+            opt.zero_grad()
+            (w * torch.randn(n, generator=gen)).sum().backward()
+            opt.step()
+    stats = rec.result()
+    table = compare_with_theory(stats)
+    # m = 1: the law is the two-point law on +-1, but float32 rounding of g / sqrt(v_hat) moves values by an
+    # ulp off +-1, which a KS distance against a point mass cannot forgive: check the atoms directly
+    first = stats.samples["w"][0]
+    np.testing.assert_allclose(np.abs(first), 1.0, rtol=1e-6)
+    assert abs((first > 0).mean() - 0.5) < 0.05
+    later = table[table["step"] > 1]
+    assert (later["ks"] < later["ks_band"]).all(), later
+    # Corollary 1: unit variance at every step (all 20000 entries, so a 3% band is ~4 sigma)
+    np.testing.assert_allclose(table["var_measured"], 1.0, atol=0.03)
+    # Corollary 2: the variance of |u| grows from 0 at m = 1
+    np.testing.assert_allclose(stats.abs_var[:, 0], theory.abs_update_variance(np.arange(1, steps + 1)),
+                               atol=0.02)
+    # the simple-average law of Theorem 1 is what predicted_law gives this early
+    assert predicted_law(stats)(5).var() == pytest.approx(theory.update_distribution(5).var(), rel=0.01)
+
+
+def test_predicted_law_refuses_momentum():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), betas=(0.9, 0.999))
+    with UpdateRecorder(opt, model, steps=1) as rec:
+        _run(model, opt, None, 1)
+    with pytest.raises(ValueError, match="beta1"):
+        predicted_law(rec.result())
+    assert predicted_law(rec.result(), beta2=0.0)(3).var() == pytest.approx(1.0)  # two-point law at m_eff = 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dist_runs(tmp_path_factory):
+    """One 2-process gloo run (DDP, then FSDP2) on the CPU, shared by the two tests that read it."""
+    out = tmp_path_factory.mktemp("dist")
+    worker = Path(__file__).with_name("_capture_dist_worker.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(worker), "all", str(_free_port()), str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+_FIELDS = ("count", "nonfinite", "hist", "underflow", "overflow", "mean", "var", "abs_var", "skew")
+
+
+def _assert_same(a, b):
+    for f in _FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    for n in a.names:
+        np.testing.assert_array_equal(a.samples[n], b.samples[n])
+
+
+@pytest.mark.slow  # 13 s on an idle 2-core machine, 25 s when shared: two spawned Pythons with torch
+def test_ddp_identical_on_every_rank_rank0_pays(dist_runs):
+    info = [json.loads((dist_runs / f"ddp_info_{r}.json").read_text()) for r in (0, 1)]
+    assert info[0]["plain_is_none"] is False and info[1]["plain_is_none"] is True  # only rank 0 recorded
+    assert info[0]["n_hooks"] == info[1]["n_hooks"] == 0
+    bcast = [load(dist_runs / f"ddp_broadcast_{r}.npz") for r in (0, 1)]
+    own = [load(dist_runs / f"ddp_all_{r}.npz") for r in (0, 1)]
+    _assert_same(bcast[0], bcast[1])
+    _assert_same(own[0], own[1])  # replicas really agree: each rank's own record is the same
+    _assert_same(bcast[0], own[0])
+    assert bcast[1].metadata["recorded_on_ranks"] == [0] and own[1].metadata["recorded_on_ranks"] == [1]
+
+
+@pytest.mark.slow
+def test_fsdp2_shards_combine_to_whole_tensor(dist_runs):
+    got = [load(dist_runs / f"fsdp_{r}.npz") for r in (0, 1)]
+    _assert_same(got[0], got[1])
+    stats, ref = got[0], load(dist_runs / "fsdp_ref_0.npz")
+    assert stats.metadata["sharded"] == list(stats.names)
+    for f in ("count", "nonfinite", "hist", "underflow", "overflow"):
+        np.testing.assert_array_equal(getattr(stats, f), getattr(ref, f), err_msg=f)
+    for f in ("mean", "var", "abs_var", "skew"):  # Chan's combination vs the direct two-pass moments
+        np.testing.assert_allclose(getattr(stats, f), getattr(ref, f), rtol=1e-9, atol=1e-10, err_msg=f)
+    samples = np.load(dist_runs / "fsdp_refsample_0.npz")
+    for n in stats.names:  # the same global coordinates, from whichever rank holds them
+        np.testing.assert_array_equal(stats.samples[n], samples[n])
+    grads = load(dist_runs / "fsdp_grad_0.npz")
+    assert (grads.count == stats.count).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_host_sync_in_the_step_on_cuda():
+    model = _mlp().cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(1e-2, device="cuda"), capturable=True)
+    x, y = torch.randn(32, 6, device="cuda"), torch.randn(32, 3, device="cuda")
+    with UpdateRecorder(opt, model, steps=3, record_grad=True) as rec:
+        for _ in range(3):
+            opt.zero_grad()
+            (model(x) - y).pow(2).mean().backward()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                opt.step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    assert rec.result().metadata["device"].startswith("cuda")
