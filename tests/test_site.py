@@ -1,0 +1,263 @@
+"""The built site, in a real browser, with the network cut off.
+
+Every page of the site is opened in headless Chromium from a loopback HTTP server; any
+request to another host is blocked AND counted as a failure. A page passes when it has no
+console or script errors, every altair chart has drawn an svg/canvas, and MathJax has
+typeset every equation (no raw TeX left). Colab links must open notebooks that exist.
+
+Site: $ADAMDIST_SITE (default _build/html). Without a built site the tests are skipped,
+unless ADAMDIST_REQUIRE_SITE=1 (.ci/run), which makes a missing site or browser an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "_ext"))
+import bookinfo  # noqa: E402
+
+SITE = Path(os.environ.get("ADAMDIST_SITE") or ROOT / "_build" / "html").resolve()
+REQUIRE_SITE = os.environ.get("ADAMDIST_REQUIRE_SITE", "") not in ("", "0")
+CHROMIUM = os.environ.get("ADAMDIST_CHROMIUM", "/usr/bin/chromium")
+# Root in a container: no sandbox; no GPU; and none of Chromium's own calls home.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic", "--disable-default-apps", "--disable-extensions"]
+CHART_SELECTOR = '.adamdist-chart, [id^="altair-viz"], .vega-embed'
+WAIT_MS = 30_000
+
+
+def _pages() -> list[Path]:
+    if not (SITE / "index.html").is_file():
+        return []
+    return sorted(p for p in SITE.rglob("*.html") if "_static" not in p.relative_to(SITE).parts)
+
+
+PAGES = _pages()
+
+
+def _missing_site() -> None:
+    msg = (f"no built site at {SITE} (build it with `bash tools/build_book.sh`, "
+           "or point ADAMDIST_SITE at one)")
+    if REQUIRE_SITE:
+        pytest.fail(msg + "; ADAMDIST_REQUIRE_SITE is set, so this is an error")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    if not PAGES:
+        _missing_site()
+    return SITE
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    if not Path(CHROMIUM).is_file():
+        msg = f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set ADAMDIST_CHROMIUM)"
+        if REQUIRE_SITE:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _is_redirect_stub(page: Path) -> bool:
+    # Jupyter Book's index.html only forwards to the root document.
+    return 'http-equiv="Refresh"' in page.read_text(encoding="utf-8", errors="replace")[:2000]
+
+
+# The text a reader sees, without code blocks, where TeX may be quoted on purpose.
+_VISIBLE_TEXT_JS = """() => {
+  const skip = new Set(["PRE", "CODE", "SCRIPT", "STYLE", "TEXTAREA", "MJX-CONTAINER"]);
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode(node) {
+      for (let el = node.parentElement; el; el = el.parentElement) {
+        if (skip.has(el.tagName) || el.classList.contains("highlight")) return NodeFilter.FILTER_REJECT;
+      }
+      return NodeFilter.FILTER_ACCEPT;
+    }
+  });
+  const parts = [];
+  while (walker.nextNode()) parts.push(walker.currentNode.nodeValue);
+  return parts.join(" ");
+}"""
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|\\end\{")
+
+_CHARTS_DRAWN_JS = """(selector) => Array.from(document.querySelectorAll(selector))
+  .filter(el => !el.parentElement.closest(".vega-embed, .adamdist-chart"))
+  .every(el => el.querySelector("svg, canvas"))"""
+_EMPTY_CHARTS_JS = """(selector) => Array.from(document.querySelectorAll(selector))
+  .filter(el => !el.parentElement.closest(".vega-embed, .adamdist-chart"))
+  .filter(el => !el.querySelector("svg, canvas"))
+  .map(el => (el.id || el.className) + ": " + el.textContent.slice(0, 200))"""
+_MATH_JS = """() => Array.from(document.querySelectorAll(".math"))
+  .filter(el => !el.querySelector("mjx-container")).map(el => el.textContent.slice(0, 80))"""
+
+
+def check_page(browser, server: str, site: Path, page_path: Path) -> list[str]:
+    """Everything wrong with one page, as readable lines (empty: the page is fine)."""
+    local = urlsplit(server).netloc
+    problems: list[str] = []
+    external: list[str] = []
+
+    def gate(route):
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob") or parts.netloc == local:
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    context = browser.new_context(service_workers="block")
+    context.route("**/*", gate)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    # Requests that never reach the router (e.g. a WebSocket) still count.
+    page.on("request", lambda r: urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
+            and urlsplit(r.url).netloc != local and external.append(r.url))
+    page.on("websocket", lambda ws: external.append(ws.url))
+    try:
+        url = f"{server}/{page_path.relative_to(site).as_posix()}"
+        response = page.goto(url, wait_until="load")
+        if response is None or not response.ok:
+            problems.append(f"could not load {url}: {response and response.status}")
+            return problems
+        if page.locator(".math").count():
+            try:
+                page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                       timeout=WAIT_MS)
+                page.evaluate("() => MathJax.startup.promise")
+            except Exception as err:  # noqa: BLE001 - reported as a page problem
+                problems.append(f"MathJax did not start: {err}")
+            untypeset = page.evaluate(_MATH_JS)
+            if untypeset:
+                problems.append(f"{len(untypeset)} equation(s) not typeset by MathJax, e.g. {untypeset[:3]}")
+            if not page.locator("mjx-container").count():
+                problems.append("page has math but no mjx-container")
+        if page.locator(CHART_SELECTOR).count():
+            try:
+                page.wait_for_function(_CHARTS_DRAWN_JS, arg=CHART_SELECTOR, timeout=WAIT_MS)
+            except Exception:  # noqa: BLE001 - the empty charts are listed below
+                pass
+            for chart in page.evaluate(_EMPTY_CHARTS_JS, CHART_SELECTOR):
+                problems.append(f"chart not drawn: {chart}")
+        try:
+            page.wait_for_load_state("networkidle", timeout=5_000)
+        except Exception:  # noqa: BLE001 - a busy page is no failure by itself
+            pass
+        raw = sorted(set(m.group(0) for m in RAW_TEX.finditer(page.evaluate(_VISIBLE_TEXT_JS))))
+        if raw:
+            problems.append(f"raw TeX left in the text: {raw}")
+    finally:
+        context.close()
+    problems += [f"attempted request to the network: {u}" for u in sorted(set(external))]
+    return problems
+
+
+@pytest.mark.parametrize("page_path", PAGES or [None],
+                         ids=[p.relative_to(SITE).as_posix() for p in PAGES] or ["no-site"])
+def test_page_renders_offline(page_path, site, server, browser):
+    if _is_redirect_stub(page_path):
+        target = re.search(r'url=([^"]+)"', page_path.read_text(encoding="utf-8"))
+        assert target and (page_path.parent / target.group(1)).is_file(), "redirect to a missing page"
+        return
+    problems = check_page(browser, server, site, page_path)
+    assert not problems, f"{page_path.relative_to(site)}:\n  " + "\n  ".join(problems)
+
+
+class _LinksAndScripts(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.colab_badges: list[str] = []
+        self.scripts: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+            if "adamdist-colab-badge" in (a.get("class") or "").split():
+                self.colab_badges.append(a["href"])
+        elif tag == "script":
+            self.scripts.append(a)
+
+
+def _parse(page: Path) -> _LinksAndScripts:
+    parser = _LinksAndScripts()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_no_widget_state_or_requirejs(site):
+    bad = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for script in _parse(page).scripts:
+            if "require" in (script.get("src") or "").rsplit("/", 1)[-1]:
+                bad.append(f"{page.relative_to(site)}: loads {script['src']}")
+        if "application/vnd.jupyter.widget-state+json" in text or "widget-view+json" in text:
+            bad.append(f"{page.relative_to(site)}: carries ipywidgets state (use plain tqdm)")
+    assert not bad, "\n".join(bad)
+
+
+def test_colab_links_open_existing_notebooks(site):
+    url, branch = bookinfo.repository_url(), bookinfo.repository_branch()
+    prefix = bookinfo.colab_url("", url, branch)
+    bad = []
+    for page in PAGES:
+        for href in _parse(page).links:
+            if not href.startswith("https://colab.research.google.com/"):
+                continue
+            notebook = href.removeprefix(prefix)
+            if not href.startswith(prefix) or not notebook.endswith(".ipynb"):
+                bad.append(f"{page.relative_to(site)}: {href} is not {prefix}<notebook>.ipynb")
+            elif not (ROOT / notebook).is_file() or not notebook.startswith("notebooks/"):
+                bad.append(f"{page.relative_to(site)}: {href} opens {notebook}, not in notebooks/")
+    assert not bad, "\n".join(bad)
+
+
+def test_every_chapter_page_has_its_colab_link(site):
+    bad = []
+    for chapter in bookinfo.chapter_sources(ROOT):
+        page = site / chapter.relative_to(ROOT).with_suffix(".html")
+        if not page.is_file():
+            continue  # not in the toc: test_notebooks reports that
+        notebook = bookinfo.paired_notebook(chapter, ROOT).relative_to(ROOT).as_posix()
+        expected = bookinfo.colab_url(notebook, bookinfo.repository_url(), bookinfo.repository_branch())
+        badges = _parse(page).colab_badges
+        if badges != [expected]:
+            bad.append(f"{page.relative_to(site)}: Colab links {badges}, expected [{expected}]")
+    assert not bad, "\n".join(bad)

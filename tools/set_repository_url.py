@@ -1,0 +1,66 @@
+"""Point the book at its GitHub repository: python tools/set_repository_url.py URL
+
+The URL lives in _config.yml (repository.url); the Colab links are built from it, and each
+chapter's install cell installs adamdist from it. This rewrites the old URL everywhere it
+is written out: _config.yml, README.md, book/*.md and notebooks/*.ipynb (the chapter and
+its notebook change together, so they stay in sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "_ext"))
+import bookinfo  # noqa: E402
+
+
+def files_to_rewrite(root: Path) -> list[Path]:
+    candidates = [root / "_config.yml", root / "README.md"]
+    candidates += sorted((root / "book").glob("**/*.md"))
+    candidates += sorted((root / "notebooks").glob("**/*.ipynb"))
+    return [p for p in candidates if p.is_file()]
+
+
+def set_repository_url(root: Path, new: str) -> list[Path]:
+    new = new.rstrip("/")
+    bookinfo.github_slug(new)  # Colab links need a GitHub URL
+    old = bookinfo.repository_url(root)
+    if old == new:
+        return []
+    # Not followed by a name character: https://github.com/x/adamdist must not also match
+    # https://github.com/x/adamdist-data.
+    pattern = re.compile(re.escape(old) + r"(?![\w.-])")
+    changed = []
+    for path in files_to_rewrite(root):
+        text = path.read_text(encoding="utf-8")
+        updated = pattern.sub(new, text)
+        if updated != text:
+            path.write_text(updated, encoding="utf-8")
+            changed.append(path)
+    if bookinfo.repository_url(root) != new:
+        raise SystemExit(f"_config.yml: repository.url is not {old!r}; edit it by hand")
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("url", help="https://github.com/<org>/<repo>")
+    parser.add_argument("--root", type=Path, default=bookinfo.REPO_ROOT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    try:
+        changed = set_repository_url(root, args.url)
+    except ValueError as err:
+        parser.error(str(err))
+    for path in changed:
+        print("rewrote", path.relative_to(root))
+    if not changed:
+        print("nothing to change")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
