@@ -1,0 +1,288 @@
+import numpy as np
+import pytest
+import torch
+
+from adamdist.results import StatsAccumulator, compare_with_law, default_edges
+from adamdist.simulate import (OPTIMIZERS, Cauchy, GradientModel, Mixture, Normal, StudentT, count_modes,
+                               mode_table, run, sparse_spikes)
+
+
+def _gaussian_stream(n, steps, seed):
+    """The gradients run() draws for Normal(): one normal_ per step from a generator seeded with seed."""
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.empty(n).normal_(0.0, 1.0, generator=gen) for _ in range(steps)]
+
+
+def _torch_updates(opt_cls, kwargs, grads):
+    """Updates of a torch.optim optimizer: theta is reset to 0 before each step, so theta_t (lr = 1) is u_t."""
+    p = torch.zeros(grads[0].numel(), requires_grad=True)
+    opt = opt_cls([p], lr=1.0, foreach=False, **kwargs)
+    out = []
+    for g in grads:
+        with torch.no_grad():
+            p.zero_()  # the optimizer state does not depend on theta (no weight decay)
+        p.grad = g.clone()
+        opt.step()
+        out.append(p.detach().clone().double().numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("optimizer, kw, opt_cls, torch_kw", [
+    ("adam", dict(beta1=0.9, beta2=0.999, eps=1e-8), torch.optim.Adam, dict(betas=(0.9, 0.999), eps=1e-8)),
+    ("adam", dict(beta1=0.0, beta2=0.9, eps=1e-3), torch.optim.Adam, dict(betas=(0.0, 0.9), eps=1e-3)),
+    ("rmsprop", dict(beta2=0.99, eps=1e-8), torch.optim.RMSprop, dict(alpha=0.99, eps=1e-8)),
+    ("rmsprop", dict(beta1=0.5, beta2=0.9, eps=1e-6), torch.optim.RMSprop, dict(alpha=0.9, eps=1e-6, momentum=0.5)),
+    ("adagrad", dict(eps=1e-10), torch.optim.Adagrad, dict(eps=1e-10)),
+])
+def test_identical_to_torch_optim(optimizer, kw, opt_cls, torch_kw):
+    n, steps, seed = 400, 7, 5
+    stats = run(optimizer, n=n, steps=steps, seed=seed, sample_size=n, **kw)
+    expected = _torch_updates(opt_cls, torch_kw, _gaussian_stream(n, steps, seed))
+    # sample_size >= n keeps every coordinate, in order
+    np.testing.assert_allclose(stats.samples["u"], expected, rtol=2.5e-7, atol=0)
+    np.testing.assert_allclose(stats.mean[:, 0], expected.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_laprop_follows_paper_equations():
+    n, steps, seed, b1, b2, eps = 300, 6, 2, 0.8, 0.95, 1e-6
+    stats = run("laprop", n=n, steps=steps, seed=seed, beta1=b1, beta2=b2, eps=eps, sample_size=n, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    nt = np.zeros(n)
+    mt = np.zeros(n)
+    for t in range(1, steps + 1):
+        g = torch.empty(n, dtype=torch.float64).normal_(0.0, 1.0, generator=gen).numpy()
+        nt = b2 * nt + (1 - b2) * g**2  # eq. 2
+        mt = b1 * mt + (1 - b1) * g / (np.sqrt(nt / (1 - b2**t)) + eps)  # eq. 3
+        np.testing.assert_allclose(stats.samples["u"][t - 1], -mt / (1 - b1**t), rtol=1e-12)  # eq. 4
+    # without momentum the two orderings coincide
+    a = run("laprop", n=n, steps=4, beta1=0.0, sample_size=n)
+    b = run("adam", n=n, steps=4, beta1=0.0, sample_size=n)
+    np.testing.assert_allclose(a.samples["u"], b.samples["u"], rtol=1e-6)
+
+
+def test_simple_average_matches_theorem_1():
+    stats = run("average", n=60_000, steps=8, seed=11)
+    table = compare_with_law(stats)  # default law: Theorem 1 with c = m
+    assert (table.ks < table.ks_band).all(), table
+    np.testing.assert_allclose(table.var_ratio, 1.0, atol=0.03)
+    # step 1: u = -sign(g), two point masses
+    assert set(np.unique(stats.samples["u"][0])) == {-1.0, 1.0}
+
+
+def test_adagrad_is_the_scaled_simple_average():
+    a = run("adagrad", n=500, steps=5, eps=0.0, sample_size=500, dtype=torch.float64)
+    b = run("average", n=500, steps=5, sample_size=500, dtype=torch.float64)
+    np.testing.assert_allclose(a.samples["u"] * np.sqrt(np.arange(1, 6))[:, None], b.samples["u"], rtol=1e-12)
+
+
+def test_cauchy_gradients_give_trimodal_updates_gaussian_do_not():
+    edges = default_edges(5.0, 100)
+    cauchy = mode_table(run("average", n=50_000, steps=10, gradients=Cauchy(), edges=edges, seed=0))
+    gauss = mode_table(run("average", n=50_000, steps=10, edges=edges, seed=0))
+    assert (cauchy.modes[cauchy.step >= 3] >= 3).all(), cauchy
+    assert (gauss.modes[gauss.step >= 4] == 1).all() and gauss.modes.max() <= 2, gauss
+
+
+def test_time_dependent_normal_and_skew():
+    # increasing sigma keeps the m <= 2 bimodality longer than i.i.d. gradients (Figure 5)
+    edges = default_edges(5.0, 100)
+    rising = mode_table(run("average", n=50_000, steps=6, gradients=Normal(sigma=lambda t: t), edges=edges))
+    assert (rising.modes[rising.step <= 5] == 2).all(), rising
+    # a negative gradient mean gives positive updates with a long left tail, less skewed later (Figure 6)
+    skewed = run("average", n=50_000, steps=10, gradients=Normal(mean=-1.0))
+    assert (skewed.mean[:, 0] > 0).all()
+    assert skewed.skew[0, 0] < -1 and skewed.skew[-1, 0] > skewed.skew[0, 0]
+    # the update is invariant to the scale of the gradients
+    a = run("average", n=300, steps=4, gradients=Normal(sigma=7.0), sample_size=300, dtype=torch.float64)
+    b = run("average", n=300, steps=4, sample_size=300, dtype=torch.float64)
+    np.testing.assert_allclose(a.samples["u"], b.samples["u"], rtol=1e-12)
+
+
+def test_reproducible_and_seed_dependent():
+    kw = dict(n=3000, steps=4, gradients=sparse_spikes(0.05, 10.0))
+    a, b, c = run(seed=3, **kw), run(seed=3, **kw), run(seed=4, **kw)
+    for f in ("hist", "mean", "var", "skew", "abs_var", "underflow", "overflow"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    np.testing.assert_array_equal(a.samples["u"], b.samples["u"])
+    assert not np.array_equal(a.samples["u"], c.samples["u"])
+
+
+def test_memory_does_not_scale_with_n_times_steps():
+    edges = default_edges(3.0, 30)
+    small = run(n=100, steps=6, edges=edges, sample_size=50)
+    big = run(n=20_000, steps=6, edges=edges, sample_size=50)
+    for f in ("hist", "mean", "count"):
+        assert getattr(small, f).shape == getattr(big, f).shape
+    assert big.hist.shape == (6, 1, 30) and big.samples["u"].shape == (6, 50)
+    assert big.count[:, 0].tolist() == [20_000] * 6
+    sub = run(n=1000, steps=50, record=[1, 10, 50], edges=edges)
+    assert sub.steps.tolist() == [1, 10, 50] and sub.hist.shape == (3, 1, 30)
+
+
+def test_nonfinite_values_are_counted_not_mixed_in():
+    def half_zero(step, n, generator, device, dtype):
+        g = torch.randn(n, generator=generator, device=device, dtype=dtype)
+        g[: n // 2] = 0.0  # exactly zero gradients: 0 / (0 + eps) is NaN when eps = 0
+        return g
+
+    stats = run("adam", n=1000, steps=3, eps=0.0, gradients=half_zero)
+    assert stats.nonfinite[:, 0].tolist() == [500] * 3 and stats.count[:, 0].tolist() == [500] * 3
+    assert np.isfinite(stats.mean).all() and stats.hist.sum() + stats.underflow.sum() + stats.overflow.sum() == 1500
+    ok = run("adam", n=1000, steps=3, gradients=half_zero)  # default eps > 0
+    assert ok.nonfinite.sum() == 0
+
+
+def test_gradient_protocols():
+    class Ones:  # duck-typed: anything with .sample works
+        def sample(self, step, n, generator, device, dtype):
+            return torch.full((n,), float(step), device=device, dtype=dtype)
+
+    stats = run("average", n=50, steps=3, gradients=Ones())
+    assert stats.metadata["gradients"]["model"] == "callable"
+    # g_t = t: u_t = -t / sqrt(mean(1..t^2))
+    expected = [-t / np.sqrt(np.mean(np.arange(1, t + 1) ** 2)) for t in (1, 2, 3)]
+    np.testing.assert_allclose(stats.mean[:, 0], expected, rtol=1e-6)
+
+    class Shifted(GradientModel):
+        def sample(self, step, n, generator, device, dtype, out=None):
+            return torch.randn(n, generator=generator, device=device, dtype=dtype) + 1
+
+    assert run(n=100, steps=2, gradients=Shifted()).metadata["gradients"] == {"model": "Shifted"}
+    with pytest.raises(ValueError, match="shape"):
+        run(n=10, steps=1, gradients=lambda s, n, g, d, t: torch.zeros(n + 1))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        run(n=10, steps=1, gradients=lambda s, n, g, d, t: np.zeros(n))
+
+
+def test_gradient_models_sample_what_they_say():
+    gen = torch.Generator().manual_seed(0)
+    t5 = StudentT(5).sample(1, 200_000, gen, "cpu", torch.float64)
+    assert t5.var().item() == pytest.approx(5 / 3, rel=0.05)
+    spikes = sparse_spikes(p=0.1, scale=100.0).sample(1, 200_000, gen, "cpu", torch.float32)
+    assert (spikes.abs() > 10).double().mean().item() == pytest.approx(0.1 * 0.92, rel=0.05)
+    mix = Mixture([Normal(-5.0, 0.1), Normal(5.0, 0.1)], [1, 3]).sample(1, 100_000, gen, "cpu", torch.float32)
+    assert (mix > 0).double().mean().item() == pytest.approx(0.75, abs=0.01)
+    c = Cauchy().sample(1, 100_000, gen, "cpu", torch.float32)
+    assert c.abs().median().item() == pytest.approx(1.0, rel=0.03)  # median of |standard Cauchy| is 1
+    assert Normal(mean=lambda t: -t, sigma=2).sample(3, 10_000, gen, "cpu", torch.float64).mean().item() \
+        == pytest.approx(-3, abs=0.1)
+
+
+def test_metadata():
+    stats = run("laprop", n=100, steps=2, beta1=0.5, seed=9, gradients=StudentT(3))
+    md = stats.metadata
+    assert md["optimizer"] == "laprop" and md["beta1"] == 0.5 and md["beta2"] == 0.999 and md["eps"] == 1e-8
+    assert md["seed"] == 9 and md["device"] == "cpu" and md["torch_version"] == torch.__version__
+    assert md["gradients"] == {"model": "StudentT", "nu": 3.0, "scale": 1.0}
+    assert md["n"] == 100 and md["steps"] == 2
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(optimizer="adamw"), ValueError, "optimizer must be one of"),
+    (dict(n=0), ValueError, r"n must be an integer in \[1"),
+    (dict(n=10.5), TypeError, "n must be an integer"),
+    (dict(steps=0), ValueError, "steps"),
+    (dict(beta1=1.0), ValueError, r"beta1 must lie in \[0.0, 1.0\)"),
+    (dict(beta2=-0.1), ValueError, "beta2"),
+    (dict(eps=-1e-8), ValueError, "eps"),
+    (dict(eps="small"), TypeError, "eps"),
+    (dict(optimizer="adagrad", beta2=0.9), ValueError, "beta2 is not a hyper-parameter"),
+    (dict(optimizer="adagrad", beta1=0.9), ValueError, "beta1 must be 0"),
+    (dict(gradients=3), TypeError, "gradients"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(sample_size=-1), ValueError, "sample_size"),
+    (dict(record=[0, 1]), ValueError, "record"),
+    (dict(dtype=torch.float16), ValueError, "dtype"),
+    (dict(edges=[1.0, 0.0]), ValueError, "edges"),
+    (dict(device="not-a-device"), ValueError, "device"),
+    (dict(gradients=Normal(sigma=lambda t: -1.0)), ValueError, r"sigma\(1\)"),
+])
+def test_bad_input(kwargs, exc, match):
+    args = dict(n=10, steps=2)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        run(**args)
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ValueError, match="sigma"):
+        Normal(sigma=0.0)
+    with pytest.raises(ValueError, match="nu"):
+        StudentT(0)
+    with pytest.raises(ValueError, match="weights"):
+        Mixture([Normal(), Normal()], [1.0])
+    with pytest.raises(ValueError, match="p must lie"):
+        sparse_spikes(p=1.5)
+
+
+def test_count_modes_rule():
+    x = np.linspace(-4, 4, 81)
+    bump = lambda c, w: np.exp(-0.5 * ((x[:-1] - c) / w) ** 2)  # noqa: E731
+    assert count_modes(np.round(1e5 * bump(0, 1))) == 1
+    assert count_modes(np.round(1e5 * (bump(-2, 0.5) + bump(2, 0.5)))) == 2
+    assert count_modes(np.round(1e5 * (bump(-3, 0.3) + bump(0, 0.3) + bump(3, 0.3)))) == 3
+    assert count_modes(np.zeros(10)) == 0
+    assert count_modes([0, 0, 5, 0]) == 1  # a single occupied bin
+    rng = np.random.default_rng(0)
+    assert count_modes(rng.poisson(1000, size=60)) == 1  # Poisson noise on a flat law is not a mode
+    assert count_modes(np.r_[1e4, np.zeros(10), 1e4]) == 2  # edge bins count
+    with pytest.raises(ValueError, match="1-d"):
+        count_modes(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="non-negative"):
+        count_modes([1, -1])
+
+
+def test_optimizer_registry_defaults_match_torch():
+    assert OPTIMIZERS["adam"].defaults == {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert OPTIMIZERS["rmsprop"].defaults["beta2"] == 0.99  # torch's alpha
+    assert OPTIMIZERS["adagrad"].defaults["eps"] == 1e-10
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    run(n=10, steps=3, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+
+
+def test_accumulator_cpu_fast_path_equals_general_path():
+    """The arithmetic-binning fast path (CPU, finite values, uniform edges) is exact, edges included."""
+    rng = np.random.default_rng(0)
+    for edges in (default_edges(), np.linspace(-3, 3, 13), np.linspace(-1.37, 2.9, 51), np.linspace(0.1, 0.7, 7)):
+        for dtype in (torch.float32, torch.float64):
+            vals = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf),
+                                   rng.standard_normal(5000) * 3 + 0.5, [7.0, 0.0, -1e30, 1e30]])
+            x = torch.tensor(vals, dtype=dtype)
+            res = []
+            for fast in (True, False):
+                acc = StatsAccumulator(["a"], [x.numel()], 1, edges, sample_size=10)
+                if not fast:
+                    acc._uniform = None  # force the general (bucketize) path
+                acc.set_step(0, 1)
+                acc.record(0, 0, x)
+                res.append(acc.result())
+            a, b = res
+            ref, _ = np.histogram(x.double().numpy(), edges)
+            np.testing.assert_array_equal(a.hist[0, 0], ref)
+            np.testing.assert_array_equal(a.hist, b.hist)
+            assert (a.underflow, a.overflow) == (b.underflow, b.overflow)
+            # moments without the +-1e30 pair, which no summation order survives
+            y = x[:-2]
+            acc = StatsAccumulator(["a"], [y.numel()], 1, edges)
+            acc.set_step(0, 1)
+            acc.record(0, 0, y)
+            s = acc.result()
+            v = y.double().numpy()
+            assert s.mean[0, 0] == pytest.approx(v.mean(), rel=1e-12)
+            assert s.var[0, 0] == pytest.approx(v.var(), rel=1e-12)
+            assert s.abs_var[0, 0] == pytest.approx(np.abs(v).var(), rel=1e-12)
+            assert s.skew[0, 0] == pytest.approx(((v - v.mean()) ** 3).mean() / v.var() ** 1.5, rel=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda():
+    a = run("adam", n=20_000, steps=5, device="cuda", seed=1)
+    b = run("adam", n=20_000, steps=5, device="cuda", seed=1)
+    np.testing.assert_array_equal(a.hist, b.hist)
+    assert a.metadata["device"].startswith("cuda")
+    c = run("average", n=100_000, steps=6, device="cuda")
+    assert (compare_with_law(c).ks < compare_with_law(c).ks_band).all()
