@@ -52,8 +52,11 @@ class Erratum:
 
     def confirmed(self, seed: int = 0) -> bool:
         """True when the corrected formula matches every reference and the printed one misses one."""
-        frame = self.run(seed)
-        return bool(frame["corrected_ok"].all() and not frame["printed_ok"].all())
+        return _confirmed(self.run(seed))
+
+
+def _confirmed(frame: pd.DataFrame) -> bool:
+    return bool(frame["corrected_ok"].all() and not frame["printed_ok"].all())
 
 
 def _frame(rows):
@@ -378,7 +381,14 @@ def get(key: str) -> Erratum:
 
 
 def check_all(seed: int = 0) -> pd.DataFrame:
-    """Run every check; one row per checked quantity, with the erratum's key and location."""
-    frames = [e.run(seed).assign(key=e.key, where=e.where) for e in ERRATA]
+    """Run every check; one row per checked quantity, with the erratum's key and location.
+
+    ``confirmed`` is the erratum-level verdict (see :meth:`Erratum.confirmed`),
+    repeated on each of its rows.
+    """
+    frames = []
+    for e in ERRATA:
+        frame = e.run(seed)
+        frames.append(frame.assign(key=e.key, where=e.where, confirmed=_confirmed(frame)))
     out = pd.concat(frames, ignore_index=True)
-    return out[["key", "where", *_COLUMNS, "printed_ok", "corrected_ok"]]
+    return out[["key", "where", *_COLUMNS, "printed_ok", "corrected_ok", "confirmed"]]

@@ -27,4 +27,5 @@ def test_keys_unique_and_lookup():
 def test_check_all_is_tidy():
     table = errata.check_all(seed=3)
     assert set(table["key"]) == {e.key for e in errata.ERRATA}
-    assert {"printed", "corrected", "reference", "route", "printed_ok", "corrected_ok"} <= set(table.columns)
+    assert {"printed", "corrected", "reference", "route", "printed_ok", "corrected_ok", "confirmed"} <= set(table.columns)
+    assert table.confirmed.all()
