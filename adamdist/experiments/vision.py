@@ -1,0 +1,350 @@
+"""Section 5 and appendix A: the update law of Adam on real vision networks.
+
+Two experiments, each a frozen config dataclass and a cached ``run(config)``:
+
+* :class:`CifarConfig`: a CIFAR-10 network (RegNetX-200MF in section 5, the
+  appendix architectures in A.2) trained from initialisation with Adam;
+* :class:`MnistConfig`: the 4-layer MNIST CNN of section 6.1, with the
+  gradient recorded too, so that its variance over time can be measured.
+
+Both record, for every *tracked* weight tensor and every step
+:math:`m = 1..\\text{steps}`, the update
+:math:`u_m = (\\theta_m - \\theta_{m-1}) / \\eta` with
+:class:`adamdist.capture.UpdateRecorder`, and return its
+:class:`~adamdist.results.UpdateStats`.
+
+Which tensors: *every* weight tensor (``ndim >= 2``, i.e. convolution and
+linear kernels) with more than ``min_numel`` entries (default :math:`10^4`,
+the paper's "layers with more than :math:`10^4` parameters", appendix A.2).
+Nothing is hand-picked: chapters show all of them, and when a single layer
+is drawn for a histogram it is drawn by :func:`pick_layer` with a stated seed.
+
+Profiles (:func:`adamdist.experiments.profile`, ``ADAMDIST_PROFILE``):
+``paper`` uses the paper's setting (batch 128, 100 steps; meant for a GPU);
+``quick`` (default) uses the same models, the same real data and the same
+optimizer with 20 steps (CIFAR) or 40 (MNIST) and smaller batches (see
+:data:`QUICK_BATCH`), so that the book builds on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import check_int, check_range
+from ..results import UpdateStats
+from .common import cached, default_device, profile
+
+__all__ = [
+    "CifarConfig",
+    "MnistConfig",
+    "QUICK_BATCH",
+    "APPENDIX_ARCHITECTURES",
+    "cifar_config",
+    "mnist_config",
+    "run",
+    "select_layers",
+    "pick_layer",
+    "training_batches",
+]
+
+#: The architectures of the paper's appendix A.2 (plus RegNetX-200MF of section 5), in :func:`vision_model` names.
+APPENDIX_ARCHITECTURES = ("regnetx_200mf", "vgg11", "resnet18", "shufflenet_v2", "resnext29_2x32d",
+                          "mobilenet_v2", "efficientnet_b0", "densenet121")
+
+#: Batch size per architecture in the ``quick`` profile. The grouped, depthwise
+#: and densely connected convolutions of EfficientNet-B0 and DenseNet-121 are
+#: slow on a CPU, so they get 16 images per step; everything else 32.
+QUICK_BATCH = {"efficientnet_b0": 16, "densenet121": 16}
+_QUICK_DEFAULT_BATCH = 32
+_QUICK_CIFAR_STEPS = 20
+_QUICK_MNIST_STEPS = 40
+_PAPER_BATCH = 128
+_PAPER_STEPS = 100
+
+
+@dataclass(frozen=True)
+class CifarConfig:
+    """One CIFAR-10 training run whose updates are recorded.
+
+    Attributes
+    ----------
+    arch : str
+        A :func:`adamdist.models.vision_model` name.
+    steps : int
+        Optimizer steps recorded, :math:`m = 1..\\text{steps}`.
+    batch_size : int
+    lr : float
+        Adam's learning rate (divided out of the recorded update).
+    beta1, beta2, eps : float
+        Adam's hyper-parameters. Theorem 1 assumes ``beta1 = 0`` (no momentum)
+        and a simple average of squared gradients; with ``beta2 = 0.999`` and
+        :math:`m \\le 100` Adam's bias-corrected average is within a few percent
+        of it. ``eps = 1e-12`` is negligible next to the gradients' scale but
+        keeps an entry whose gradient is exactly 0 finite (its update is 0).
+    seed : int
+        Seeds the model's initialisation (and dropout, stochastic depth).
+    data_seed : int
+        Seeds the order of the training images (a fixed permutation of the
+        train split; the first ``steps * batch_size`` images are used).
+    min_numel : int
+        Track every weight tensor (ndim >= 2) with more than this many entries.
+    sample_size : int
+        Coordinates per tensor whose exact values are kept (KS distances).
+    """
+
+    arch: str = "regnetx_200mf"
+    steps: int = _QUICK_CIFAR_STEPS
+    batch_size: int = _QUICK_DEFAULT_BATCH
+    lr: float = 1e-3
+    beta1: float = 0.0
+    beta2: float = 0.999
+    eps: float = 1e-12
+    seed: int = 0
+    data_seed: int = 0
+    min_numel: int = 10_000
+    sample_size: int = 2000
+
+    def __post_init__(self):
+        _check_common(self)
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    """One MNIST training run of the 4-layer CNN, updates and gradients recorded.
+
+    Same fields as :class:`CifarConfig` (no ``arch``: the model is
+    :func:`adamdist.models.mnist_cnn`). The gradient is recorded as well
+    (``UpdateRecorder(record_grad=True)``); its per-step moments are in the
+    result's ``metadata["grad"]``.
+    """
+
+    steps: int = _QUICK_MNIST_STEPS
+    batch_size: int = 64
+    lr: float = 1e-3
+    beta1: float = 0.0
+    beta2: float = 0.999
+    eps: float = 1e-12
+    seed: int = 0
+    data_seed: int = 0
+    min_numel: int = 10_000
+    sample_size: int = 2000
+
+    def __post_init__(self):
+        _check_common(self)
+
+
+def _check_common(config) -> None:
+    check_int(config.steps, "steps", low=1)
+    check_int(config.batch_size, "batch_size", low=1)
+    check_range(config.lr, "lr", 0.0, np.inf, low_open=True)
+    check_range(config.beta1, "beta1", 0.0, 1.0, high_open=True)
+    check_range(config.beta2, "beta2", 0.0, 1.0, high_open=True)
+    check_range(config.eps, "eps", 0.0, np.inf)
+    check_int(config.seed, "seed")
+    check_int(config.data_seed, "data_seed")
+    check_int(config.min_numel, "min_numel", low=0)
+    check_int(config.sample_size, "sample_size", low=0)
+    arch = getattr(config, "arch", None)
+    if arch is not None:
+        from ..models.vision import ARCHITECTURES
+
+        if arch not in ARCHITECTURES or arch == "mnist_cnn":
+            raise ValueError(f"arch must be a CIFAR model, one of {sorted(set(ARCHITECTURES) - {'mnist_cnn'})}, "
+                             f"got {arch!r}")
+
+
+def cifar_config(arch: str = "regnetx_200mf", run_profile: str | None = None, **overrides) -> CifarConfig:
+    """The :class:`CifarConfig` of ``arch`` under a profile (default: :func:`profile`).
+
+    ``paper``: batch 128, 100 steps. ``quick``: 20 steps, batch
+    :data:`QUICK_BATCH` ``.get(arch, 32)``. ``overrides`` replace any field.
+    """
+    run_profile = profile() if run_profile is None else run_profile
+    if run_profile == "paper":
+        base = dict(steps=_PAPER_STEPS, batch_size=_PAPER_BATCH)
+    elif run_profile == "quick":
+        base = dict(steps=_QUICK_CIFAR_STEPS, batch_size=QUICK_BATCH.get(arch, _QUICK_DEFAULT_BATCH))
+    else:
+        raise ValueError(f"run_profile must be 'quick' or 'paper', got {run_profile!r}")
+    return CifarConfig(arch=arch, **{**base, **overrides})
+
+
+def mnist_config(run_profile: str | None = None, **overrides) -> MnistConfig:
+    """The :class:`MnistConfig` under a profile: ``paper`` batch 128, 100 steps; ``quick`` batch 64, 40 steps."""
+    run_profile = profile() if run_profile is None else run_profile
+    if run_profile == "paper":
+        base = dict(steps=_PAPER_STEPS, batch_size=_PAPER_BATCH)
+    elif run_profile == "quick":
+        base = dict(steps=_QUICK_MNIST_STEPS, batch_size=64)
+    else:
+        raise ValueError(f"run_profile must be 'quick' or 'paper', got {run_profile!r}")
+    return MnistConfig(**{**base, **overrides})
+
+
+# -- pieces --------------------------------------------------------------------------------------
+def select_layers(model, min_numel: int = 10_000) -> dict:
+    """Every weight tensor (``ndim >= 2``) of ``model`` with more than ``min_numel`` entries.
+
+    Biases and normalisation scales are 1-d and excluded: they have far fewer
+    entries than the histograms need, and the rule is the paper's (A.2).
+
+    Returns
+    -------
+    dict
+        name -> parameter, in the model's order.
+    """
+    check_int(min_numel, "min_numel", low=0)
+    chosen = {n: p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and p.numel() > min_numel}
+    if not chosen:
+        raise ValueError(f"the model has no weight tensor with more than {min_numel} entries")
+    return chosen
+
+
+def pick_layer(names, seed: int = 0) -> str:
+    """One tracked tensor drawn uniformly with ``numpy.random.default_rng(seed)``: a seeded, not hand-picked, choice."""
+    names = list(names)
+    if not names:
+        raise ValueError("names is empty")
+    return names[int(np.random.default_rng(seed).integers(len(names)))]
+
+
+def training_batches(dataset, steps: int, batch_size: int, seed: int):
+    """The first ``steps * batch_size`` images of a seeded permutation, as ``steps`` batches.
+
+    Loading only the images that are used keeps the quick profile cheap (a few
+    hundred PNGs instead of 50,000); the permutation makes the classes mixed
+    and the order reproducible.
+
+    Returns
+    -------
+    list of (Tensor, Tensor)
+        ``(images, labels)`` per step.
+    """
+    import torch
+
+    need = steps * batch_size
+    if need > len(dataset):
+        raise ValueError(f"{steps} steps of {batch_size} need {need} images; the data set has {len(dataset)}")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:need].tolist()
+    batches = []
+    for s in range(steps):
+        items = [dataset[i] for i in order[s * batch_size:(s + 1) * batch_size]]
+        images = torch.stack([x for x, _ in items])
+        labels = torch.tensor([int(y) for _, y in items])
+        batches.append((images, labels))
+    return batches
+
+
+def _train_and_record(model, batches, config, *, record_grad: bool, desc: str, device):
+    """Train ``model`` on ``batches`` with Adam and record every tracked tensor's updates."""
+    import torch
+
+    from ..capture import UpdateRecorder
+
+    model.to(device).train()
+    tracked = select_layers(model, config.min_numel)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(float(config.beta1), float(config.beta2)),
+                           eps=config.eps)
+    losses = []
+    # plain tqdm (not tqdm.auto): notebook widgets would break the book's static pages
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    with UpdateRecorder(opt, tracked, steps=config.steps, sample_size=config.sample_size, seed=config.seed,
+                        record_grad=record_grad) as rec:
+        for images, labels in tqdm(batches, desc=desc, file=sys.stderr, leave=False, mininterval=5):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+    seconds = time.perf_counter() - start
+    updates = rec.result("update")
+    grads = rec.result("grad") if record_grad else None
+    return updates, grads, [float(v) for v in torch.stack(losses).cpu()], seconds, tracked
+
+
+def _with_metadata(stats: UpdateStats, extra: dict) -> UpdateStats:
+    return dataclasses.replace(stats, metadata={**stats.metadata, **extra})
+
+
+def _grad_summary(grads: UpdateStats) -> dict:
+    """Per-step gradient moments per tensor, JSON-ready: mean, variance and mean square."""
+    return {name: {"mean": grads.mean[:, j].tolist(), "var": grads.var[:, j].tolist(),
+                   "mean_square": (grads.var[:, j] + grads.mean[:, j] ** 2).tolist()}
+            for j, name in enumerate(grads.names)}
+
+
+def _run_cifar(config: CifarConfig) -> UpdateStats:
+    import torch
+
+    from ..data.vision import cifar10, cifar10_transform
+    from ..models.vision import count_parameters, vision_model
+
+    data = cifar10(train=True, transform=cifar10_transform())
+    batches = training_batches(data, config.steps, config.batch_size, config.data_seed)
+    torch.manual_seed(config.seed)
+    model = vision_model(config.arch)
+    device = default_device()
+    updates, _, losses, seconds, tracked = _train_and_record(model, batches, config, record_grad=False,
+                                                             desc=f"{config.arch} seed {config.seed}", device=device)
+    return _with_metadata(updates, {
+        "experiment": "cifar10", "config": dataclasses.asdict(config), "loss": losses,
+        "train_seconds": seconds, "device": str(device), "parameters": count_parameters(model),
+        "layer_rule": f"every weight tensor (ndim >= 2) with more than {config.min_numel} entries",
+        "numel": {n: p.numel() for n, p in tracked.items()},
+        "data": getattr(data, "adamdist_note", "CIFAR-10 train split"),
+    })
+
+
+def _run_mnist(config: MnistConfig) -> UpdateStats:
+    import torch
+
+    from ..data.vision import mnist, mnist_transform
+    from ..models.vision import count_parameters, mnist_cnn
+
+    data = mnist(train=True, transform=mnist_transform())
+    batches = training_batches(data, config.steps, config.batch_size, config.data_seed)
+    torch.manual_seed(config.seed)
+    model = mnist_cnn()
+    device = default_device()
+    updates, grads, losses, seconds, tracked = _train_and_record(model, batches, config, record_grad=True,
+                                                                 desc=f"mnist_cnn seed {config.seed}", device=device)
+    return _with_metadata(updates, {
+        "experiment": "mnist", "config": dataclasses.asdict(config), "loss": losses,
+        "train_seconds": seconds, "device": str(device), "parameters": count_parameters(model),
+        "layer_rule": f"every weight tensor (ndim >= 2) with more than {config.min_numel} entries",
+        "numel": {n: p.numel() for n, p in tracked.items()},
+        "grad": _grad_summary(grads),
+        "data": getattr(data, "adamdist_note", "MNIST train split"),
+    })
+
+
+def run(config, folder=None) -> UpdateStats:
+    """Run (or load from the on-disk cache) one experiment.
+
+    Parameters
+    ----------
+    config : CifarConfig or MnistConfig
+    folder : path, optional
+        Cache folder; default :func:`adamdist.experiments.common.cache_dir`.
+
+    Returns
+    -------
+    UpdateStats
+        The recorded updates of every tracked tensor, steps ``1..config.steps``;
+        ``metadata`` has the config, per-step training loss, the training time,
+        the device, the layer rule and the data's origin (MNIST: also the
+        per-step gradient moments under ``"grad"``). Cached by the config's
+        hash: an unchanged config loads, a changed one recomputes.
+    """
+    if isinstance(config, CifarConfig):
+        return cached(config, lambda: _run_cifar(config), folder=folder)
+    if isinstance(config, MnistConfig):
+        return cached(config, lambda: _run_mnist(config), folder=folder)
+    raise TypeError(f"config must be a CifarConfig or MnistConfig, got {type(config).__name__}")
