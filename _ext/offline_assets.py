@@ -99,6 +99,9 @@ def prepare_mathjax(static: Path) -> None:
 
 def _configure(app: Sphinx, config) -> None:
     config.mathjax_path = MATHJAX_PATH
+    # Sphinx drops (with a warning) static paths that do not exist when the config is
+    # validated, which is before builder-inited fills this folder.
+    _assets_dir(app).mkdir(parents=True, exist_ok=True)
     config.html_static_path.append(str(_assets_dir(app)))
 
 
