@@ -252,3 +252,70 @@ def ks_chart(frame: pd.DataFrame, x: str = "step", color: str | None = None, *, 
             tooltip=[alt.Tooltip(f"{band}:Q", format=".3g", title="99% band")]))
     chart = alt.layer(*layers)
     return chart.properties(title=title) if title else chart
+
+
+# -- builders for the vision chapters (CIFAR-10, MNIST) --------------------------------------
+
+
+def histogram_grid(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_title: str,
+                   facet: str = "step", color: str | None = None, columns: int = 5,
+                   y_title: str = "probability density", law_label: str = "Theorem 1",
+                   x_domain: Sequence[float] | None = None, width: int = 120, height: int = 90,
+                   title: str | None = None) -> alt.FacetChart:
+    """Binned histograms wrapped in a grid of ``columns`` panels (one per ``facet`` value), a law on top.
+
+    ``hist``: tidy bins with columns ``facet, left, right, density`` (and ``color``, e.g. a
+    seed, drawn as overlaid translucent bars); infinite (under/overflow) rows are dropped.
+    ``law``: tidy curve with columns ``facet, x, density``; panels without rows show bars only.
+    """
+    keys = [facet] + ([color] if color else [])
+    bars = hist[np.isfinite(hist["left"]) & np.isfinite(hist["right"])][keys + ["left", "right", "density"]]
+    bars = bars.assign(series=bars[color].astype(str) if color else "measured")
+    parts = [bars.assign(kind="bars")]
+    if law is not None:
+        parts.append(law[[facet, "x", "density"]].assign(series=law_label, kind="law"))
+    data = pd.concat(parts, ignore_index=True)
+    x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
+    series_title = color if color else None
+    bar_layer = alt.Chart().transform_filter(alt.datum.kind == "bars").mark_bar(
+        opacity=0.45, binSpacing=0).encode(
+        x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",
+        y=alt.Y("density:Q", title=y_title, stack=None), y2=alt.datum(0),
+        color=alt.Color("series:N", title=series_title),
+        tooltip=[alt.Tooltip("left:Q", format=".3g"), alt.Tooltip("right:Q", format=".3g"),
+                 alt.Tooltip("density:Q", format=".3g")])
+    layers = [bar_layer]
+    if law is not None:
+        layers.append(alt.Chart().transform_filter(alt.datum.kind == "law").mark_line(
+            strokeWidth=1.5, clip=True, color="black").encode(
+            x=alt.X("x:Q", scale=x_scale), y="density:Q"))
+    chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
+        facet=alt.Facet(f"{facet}:O", title=facet), columns=columns).resolve_scale(y="independent")
+    return chart.properties(title=title) if title else chart
+
+
+def band_chart(frame: pd.DataFrame, x: str, y: str, low: str, high: str, color: str | None = None,
+               theory: pd.DataFrame | None = None, *, x_title: str, y_title: str,
+               color_title: str | None = None, theory_label: str = "theory", width: int = 360,
+               height: int = 240, title: str | None = None) -> alt.LayerChart:
+    """Median line with a shaded ``low``-``high`` band per ``color``, and a black theory curve.
+
+    ``theory``: optional frame with columns ``x`` and ``y`` (same names as the data).
+    Meant for a statistic over many tensors (e.g. the variance of the update of every
+    tracked layer): the line is the median, the band the spread across tensors.
+    """
+    enc_color = (alt.Color(f"{color}:N", title=_title(color, color_title)) if color else alt.value("steelblue"))
+    base = alt.Chart(frame)
+    band = base.mark_area(opacity=0.2).encode(
+        x=alt.X(f"{x}:Q", title=x_title), y=alt.Y(f"{low}:Q", title=y_title), y2=f"{high}:Q", color=enc_color)
+    line = base.mark_line(point=True).encode(
+        x=f"{x}:Q", y=f"{y}:Q", color=enc_color,
+        tooltip=[alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".3g")]
+        + ([alt.Tooltip(f"{color}:N")] if color else []))
+    layers = [band, line]
+    if theory is not None:
+        layers.append(alt.Chart(theory.assign(series=theory_label)).mark_line(
+            color="black", strokeDash=[5, 3]).encode(
+            x=f"{x}:Q", y=f"{y}:Q", tooltip=[alt.Tooltip("series:N"), alt.Tooltip(f"{y}:Q", format=".3g")]))
+    chart = alt.layer(*layers).properties(width=width, height=height)
+    return chart.properties(title=title) if title else chart
