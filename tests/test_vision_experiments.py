@@ -100,3 +100,30 @@ def test_cifar_run_small(tmp_path, monkeypatch):
 def test_run_rejects_other_configs():
     with pytest.raises(TypeError):
         ex.run(object())
+
+
+def test_summaries():
+    import pandas as pd
+
+    summary = pd.DataFrame({"step": [1, 2, 3, 4], "ks_median": [0.01, 0.04, 0.06, 0.02]})
+    assert ex.breakdown_step(summary, 0.05) == 3
+    assert ex.breakdown_step(summary, 0.1) is None
+    curves = ex.law_curves([1, 2, 3], 0.999, np.linspace(-2, 2, 41), cap=1.0)
+    assert set(curves["step"]) == {2, 3}  # m = 1 is the two-point law: no density
+    assert curves["density"].max() <= 1.0
+    flat = curves[curves.step == 3]
+    inside = flat[np.abs(flat.x) < 1.5]
+    assert np.allclose(inside["density"], inside["density"].iloc[0], rtol=0.02)  # m = 3 is (nearly) uniform
+
+
+@needs_mnist
+def test_comparison_columns(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMDIST_DATA", str(SHARED))
+    stats = ex.run(ex.MnistConfig(steps=3, batch_size=8, sample_size=300), folder=tmp_path)
+    frame = ex.comparison(stats)
+    assert {"ks", "ks_band", "var_ratio", "abs_var_ratio", "within_band"} <= set(frame.columns)
+    summary = ex.step_summary(frame)
+    assert list(summary["step"]) == [1, 2, 3] and (summary["tensors"] == 2).all()
+    assert len(stats.metadata["grad"]["fc1.weight"]["samples"]) == 3
+    spread = ex.spread_over_layers(stats, "var")
+    assert (spread["low"] <= spread["median"]).all() and (spread["median"] <= spread["high"]).all()

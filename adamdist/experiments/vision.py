@@ -50,6 +50,12 @@ __all__ = [
     "select_layers",
     "pick_layer",
     "training_batches",
+    "KS_THRESHOLD",
+    "comparison",
+    "step_summary",
+    "breakdown_step",
+    "law_curves",
+    "spread_over_layers",
 ]
 
 #: The architectures of the paper's appendix A.2 (plus RegNetX-200MF of section 5), in :func:`vision_model` names.
@@ -274,9 +280,12 @@ def _with_metadata(stats: UpdateStats, extra: dict) -> UpdateStats:
 
 
 def _grad_summary(grads: UpdateStats) -> dict:
-    """Per-step gradient moments per tensor, JSON-ready: mean, variance and mean square."""
+    """Per-step gradient moments per tensor, JSON-ready: mean, variance and mean square over the
+    tensor's entries, and the raw gradient of the recorder's sampled coordinates (``samples``,
+    steps x coordinates, float32 precision) for per-coordinate statistics over time."""
     return {name: {"mean": grads.mean[:, j].tolist(), "var": grads.var[:, j].tolist(),
-                   "mean_square": (grads.var[:, j] + grads.mean[:, j] ** 2).tolist()}
+                   "mean_square": (grads.var[:, j] + grads.mean[:, j] ** 2).tolist(),
+                   "samples": grads.samples[name].astype(np.float32).tolist() if name in grads.samples else []}
             for j, name in enumerate(grads.names)}
 
 
@@ -348,3 +357,81 @@ def run(config, folder=None) -> UpdateStats:
     if isinstance(config, MnistConfig):
         return cached(config, lambda: _run_mnist(config), folder=folder)
     raise TypeError(f"config must be a CifarConfig or MnistConfig, got {type(config).__name__}")
+
+
+# -- summaries used by the chapters -----------------------------------------------------------
+#: The law "holds" at a step while the median KS distance over the tracked tensors is at most this.
+#: 0.05 is a fixed, sample-size-free yardstick (the 99% band of a single 2,000-coordinate sample is
+#: 1.63/sqrt(2000) = 0.036; the median over many layers is compared with the fixed value instead).
+KS_THRESHOLD = 0.05
+
+
+def comparison(stats: UpdateStats, beta2: float | None = None):
+    """KS distance and variance ratio per (step, tensor) against Theorem 1 at Adam's effective ``m``.
+
+    :func:`adamdist.capture.compare_with_theory` (Theorem 1 at the Kish
+    effective sample size of Adam's bias-corrected average, about :math:`m`
+    here) plus ``within_band`` (KS below the 99% band) and ``abs_var_ratio``
+    (measured / predicted variance of :math:`|u|`, Corollary 2).
+    """
+    from .. import theory
+    from ..capture import compare_with_theory
+
+    beta2 = stats.metadata.get("config", {}).get("beta2") if beta2 is None else beta2
+    frame = compare_with_theory(stats, beta2)
+    m_eff = np.array([float(theory.ema_effective_samples(beta2, m)) if beta2 is not None else float(m)
+                      for m in frame["step"]])
+    abs_pred = np.where(m_eff > 1 + 1e-9, theory.abs_update_variance(np.maximum(m_eff, 1.0)), 0.0)
+    abs_measured = np.array([stats.abs_var[list(stats.steps).index(s), stats.names.index(n)]
+                             for s, n in zip(frame["step"], frame["name"])])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        abs_ratio = np.where(abs_pred > 0, abs_measured / abs_pred, np.nan)
+    return frame.assign(within_band=frame["ks"] <= frame["ks_band"], m_eff=m_eff,
+                        abs_var_measured=abs_measured, abs_var_predicted=abs_pred, abs_var_ratio=abs_ratio)
+
+
+def step_summary(frame):
+    """Per step, over tensors: median and max KS, share within the 99% band, median variance ratios."""
+    return frame.groupby("step").agg(
+        tensors=("name", "size"), ks_median=("ks", "median"), ks_max=("ks", "max"),
+        within_band=("within_band", "mean"), var_ratio_median=("var_ratio", "median"),
+        abs_var_ratio_median=("abs_var_ratio", "median")).reset_index()
+
+
+def breakdown_step(summary, threshold: float = KS_THRESHOLD, column: str = "ks_median"):
+    """First step whose ``column`` exceeds ``threshold``, or ``None`` if none does."""
+    over = summary.loc[summary[column] > threshold, "step"]
+    return int(over.iloc[0]) if len(over) else None
+
+
+def law_curves(steps, beta2: float | None, x, cap: float | None = None):
+    """Tidy density of the predicted law on the grid ``x`` for each step (``step, x, density``).
+
+    Steps whose law is the discrete m = 1 two-point law have no density and are
+    left out. ``cap`` clips the density (it diverges at the support's ends for
+    :math:`m < 3`) so that a chart's axis stays readable.
+    """
+    import pandas as pd
+
+    from .. import theory
+
+    x = np.asarray(x, dtype=np.float64)
+    parts = []
+    for m in steps:
+        m_eff = float(theory.ema_effective_samples(beta2, m)) if beta2 is not None else float(m)
+        if m_eff <= 1 + 1e-9:
+            continue
+        d = theory.update_distribution(m_eff).pdf(x)
+        if cap is not None:
+            d = np.minimum(d, cap)
+        parts.append(pd.DataFrame({"step": int(m), "x": x, "density": d}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def spread_over_layers(stats: UpdateStats, column: str = "var", low: float = 0.1, high: float = 0.9):
+    """Per step: median and the ``low``/``high`` quantiles of a moment over the tracked tensors."""
+    import pandas as pd
+
+    values = getattr(stats, column)
+    return pd.DataFrame({"step": stats.steps, "median": np.nanmedian(values, axis=1),
+                         "low": np.nanquantile(values, low, axis=1), "high": np.nanquantile(values, high, axis=1)})
