@@ -24,7 +24,7 @@ from scipy import integrate, special
 
 from . import theory
 
-__all__ = ["Erratum", "ERRATA", "get", "check_all"]
+__all__ = ["Erratum", "ERRATA", "get", "check_all", "summary"]
 
 _COLUMNS = ["quantity", "printed", "corrected", "reference", "route", "tol"]
 
@@ -392,3 +392,25 @@ def check_all(seed: int = 0) -> pd.DataFrame:
         frames.append(frame.assign(key=e.key, where=e.where, confirmed=_confirmed(frame)))
     out = pd.concat(frames, ignore_index=True)
     return out[["key", "where", *_COLUMNS, "printed_ok", "corrected_ok", "confirmed"]]
+
+
+def summary(keys, seed: int = 0) -> pd.DataFrame:
+    """A compact table of the checks of some errata, for display next to the text.
+
+    One row per checked quantity, indexed by it, with the printed, corrected and
+    reference values, how the reference was obtained, and a tick or cross for
+    whether the printed and the corrected formula agree with the reference.
+    """
+    if isinstance(keys, str):
+        keys = [keys]
+    frames = [get(k).run(seed) for k in keys]
+    frame = pd.concat(frames, ignore_index=True)
+    marks = {True: "\u2713", False: "\u2717"}
+    return pd.DataFrame({
+        "printed": frame["printed"].astype(float),
+        "corrected": frame["corrected"],
+        "reference": frame["reference"],
+        "reference from": frame["route"],
+        "printed agrees": frame["printed_ok"].map(marks),
+        "corrected agrees": frame["corrected_ok"].map(marks),
+    }).set_axis(frame["quantity"].rename("quantity"), axis=0)

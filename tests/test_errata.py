@@ -29,3 +29,10 @@ def test_check_all_is_tidy():
     assert set(table["key"]) == {e.key for e in errata.ERRATA}
     assert {"printed", "corrected", "reference", "route", "printed_ok", "corrected_ok", "confirmed"} <= set(table.columns)
     assert table.confirmed.all()
+
+
+def test_summary_table():
+    table = errata.summary(["eq33-m3-update", "eq16-m1"], seed=0)
+    assert list(table.index) == ["Var U, m = 3", "P(|U| > sqrt 2), m = 3", "E[G] at m = 1"]
+    assert set(table["corrected agrees"]) == {"\u2713"}
+    assert "\u2717" in set(table["printed agrees"])
