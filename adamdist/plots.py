@@ -319,3 +319,39 @@ def band_chart(frame: pd.DataFrame, x: str, y: str, low: str, high: str, color: 
             x=f"{x}:Q", y=f"{y}:Q", tooltip=[alt.Tooltip("series:N"), alt.Tooltip(f"{y}:Q", format=".3g")]))
     chart = alt.layer(*layers).properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
+
+
+# -- builders for the transformer chapter ---------------------------------------------------
+
+
+def histogram_panels(hist: pd.DataFrame, modes: pd.DataFrame | None = None, *, panel: str = "step",
+                     x_title: str, y_title: str = "probability density", columns: int = 5,
+                     width: int = 150, height: int = 110, x_domain: Sequence[float] | None = None,
+                     log_y: bool = False) -> alt.VConcatChart:
+    """One binned histogram per value of ``panel`` (e.g. per step), with located modes marked.
+
+    ``hist``: tidy bins with columns ``panel, left, right, density`` (as
+    :meth:`adamdist.results.UpdateStats.to_frame` ``("hist")`` gives, under/overflow rows
+    dropped). ``modes``: optional rows ``panel, location`` drawn as vertical red rules,
+    so that the reader can check each counted peak against the bars.
+    """
+    charts = []
+    x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
+    y_scale = alt.Scale(type="symlog") if log_y else alt.Undefined
+    for key, part in hist.groupby(panel, sort=True):
+        bars = alt.Chart(part).mark_bar(binSpacing=0, opacity=0.7).encode(
+            x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",
+            y=alt.Y("density:Q", title=y_title, scale=y_scale), y2=alt.datum(0),
+            tooltip=[alt.Tooltip("left:Q", format=".3g"), alt.Tooltip("right:Q", format=".3g"),
+                     alt.Tooltip("density:Q", format=".3g")])
+        layers = [bars]
+        if modes is not None:
+            m = modes[modes[panel] == key]
+            if len(m):
+                layers.append(alt.Chart(m).mark_rule(color="firebrick", strokeDash=[3, 2]).encode(
+                    x=alt.X("location:Q", scale=x_scale),
+                    tooltip=[alt.Tooltip("location:Q", format=".3g", title="mode at")]))
+        n_modes = 0 if modes is None else int((modes[panel] == key).sum())
+        title = f"{panel} {key}" + ("" if modes is None else f": {n_modes} modes")
+        charts.append(alt.layer(*layers).properties(width=width, height=height, title=title))
+    return small_multiples(charts, columns=columns)
