@@ -1,0 +1,600 @@
+"""The transformer experiment of the paper's section 5.3 (Figures 3 right and 4).
+
+fairseq's ``transformer_iwslt_de_en`` (:mod:`adamdist.models.transformer`) is
+trained on IWSLT14 de-en (:func:`adamdist.data.iwslt14`) with Adam, and every
+parameter tensor's update :math:`u_t = (\\theta_t - \\theta_{t-1})/\\eta_t` and
+gradient are captured with :class:`adamdist.capture.UpdateRecorder` over the
+first steps. :func:`run` returns the update statistics (cached on disk by
+config hash), :func:`gradients` the gradient statistics of the same run.
+
+The analysis functions are small and pure (they take
+:class:`~adamdist.results.UpdateStats` and return tidy frames):
+
+* :func:`mode_locations` / :func:`peak_table` / :func:`layer_summary` find
+  and count the peaks of the update histograms with the rule of
+  :func:`adamdist.simulate.count_modes`;
+* :func:`hill_tail_index` and :func:`gradient_properties` measure the two
+  properties the paper's hypothesis names (heavy tails / sparsity, and a
+  changing gradient variance) on the captured gradients;
+* :func:`hypothesis_runs` simulates Adam on synthetic gradients with those
+  measured properties (:func:`adamdist.simulate.run`) and on the real
+  gradients themselves, and :func:`ks_table` compares each with the real
+  updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..results import UpdateStats
+from .common import cached, default_device, profile
+
+__all__ = [
+    "TransformerRun", "GradientsOf", "configs", "run", "gradients", "train",
+    "inverse_sqrt_factor", "layer_kind", "pick_layer", "mode_locations", "peak_table",
+    "layer_summary", "hill_tail_index", "gradient_properties", "hypothesis_runs",
+    "replay_gradients", "replay_error", "ks_table", "two_sample_ks",
+]
+
+
+@dataclass(frozen=True)
+class TransformerRun:
+    """One captured training run (fields default to the ``quick`` fairseq-recipe run).
+
+    Attributes
+    ----------
+    split : str
+        Training split: ``"valid"`` (quick; a 1-in-23 sample of fairseq's
+        cleaned training corpus) or ``"train"`` (paper).
+    steps : int
+        Optimizer steps, all captured.
+    max_tokens : int
+        fairseq's ``--max-tokens``: padded tokens per batch.
+    lr : float
+        Peak learning rate.
+    beta1, beta2, eps : float
+        Adam's hyper-parameters (``torch.optim.Adam``).
+    warmup_updates : int
+        fairseq's ``inverse_sqrt`` schedule: linear warm-up from
+        ``warmup_init_lr`` to ``lr`` over this many updates, then
+        :math:`\\propto 1/\\sqrt{t}`. 0 means a constant rate ``lr``.
+    warmup_init_lr : float
+    weight_decay : float
+        Decoupled (AdamW-style, as fairseq's Adam); 0 keeps :math:`u_t` the
+        pure Adam direction.
+    label_smoothing, dropout : float
+    seed : int
+        Seeds initialisation, dropout, batch order and the sampled coordinates.
+    bins : int
+        Uniform histogram bins on [-4, 4] for the updates.
+    sample_size : int
+        Coordinates per tensor whose exact update and gradient are kept.
+    record_grad : bool
+    model_overrides : tuple of (str, value)
+        :class:`~adamdist.models.transformer.TransformerConfig` fields to
+        change (tests use a tiny model); empty for the real architecture.
+    max_sentences : int
+        Keep only the first sentences of the split (0: all); for tests.
+    device : str
+        ``"auto"`` (CUDA when available) or a torch device name.
+    """
+
+    split: str = "valid"
+    steps: int = 20
+    max_tokens: int = 1024
+    lr: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-8
+    warmup_updates: int = 4000
+    warmup_init_lr: float = 1e-7
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    dropout: float = 0.3
+    seed: int = 1
+    bins: int = 160
+    sample_size: int = 2000
+    record_grad: bool = True
+    model_overrides: tuple = ()
+    max_sentences: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class GradientsOf:
+    """Cache key of the gradient statistics captured in the run ``run``."""
+
+    run: TransformerRun
+
+
+def configs(which: str | None = None) -> dict:
+    """The runs of the chapter for a profile (default :func:`~adamdist.experiments.profile`).
+
+    ``"theory"``: Adam without momentum (the paper's Theorem 1 setting,
+    :math:`\\beta_1 = 0`), :math:`\\beta_2` as fairseq, constant rate.
+    ``"fairseq"``: the fairseq/RAdam recipe, betas (0.9, 0.98), rate 5e-4 with
+    the inverse-sqrt warm-up (4000 updates from 1e-7).
+    ``"fairseq_no_warmup"``: the same at a constant 3e-4 (RAdam's
+    "Adam without warm-up" baseline); ``paper`` profile only.
+
+    ``quick`` trains on ``valid`` (20 steps, 1024 tokens per batch) so that
+    the chapter runs on a laptop CPU; ``paper`` on ``train`` with fairseq's
+    4096 tokens per batch for 100 steps.
+    """
+    which = profile() if which is None else which
+    if which == "quick":
+        base = TransformerRun(split="valid", steps=20, max_tokens=1024)
+    elif which == "paper":
+        base = TransformerRun(split="train", steps=100, max_tokens=4096)
+    else:
+        raise ValueError(f"profile must be 'quick' or 'paper', got {which!r}")
+    out = {
+        # the gradients of one run are enough for the hypothesis test; recording them costs
+        # as much as recording the updates (a full pass over every tensor per step)
+        "theory": dataclasses.replace(base, beta1=0.0, warmup_updates=0, record_grad=(which == "paper")),
+        "fairseq": base,
+    }
+    if which == "paper":
+        out["fairseq_no_warmup"] = dataclasses.replace(base, lr=3e-4, warmup_updates=0)
+    return out
+
+
+def inverse_sqrt_factor(step: int, lr: float, warmup_updates: int, warmup_init_lr: float) -> float:
+    """fairseq's ``inverse_sqrt`` rate after ``step`` updates, divided by ``lr``.
+
+    The first update (``step = 0``) uses ``warmup_init_lr``; the rate grows
+    linearly to ``lr`` at ``warmup_updates`` and then decays as
+    ``lr * sqrt(warmup_updates / step)``. ``warmup_updates = 0``: constant.
+    """
+    if warmup_updates <= 0:
+        return 1.0
+    if step < warmup_updates:
+        return (warmup_init_lr + step * (lr - warmup_init_lr) / warmup_updates) / lr
+    return math.sqrt(warmup_updates / step)
+
+
+def _device(config: TransformerRun):
+    import torch
+
+    return default_device() if config.device == "auto" else torch.device(config.device)
+
+
+def _prepare(config: TransformerRun):
+    """Corpus, joint dictionary, encoded pairs and the batch order of a run."""
+    from ..data.iwslt import batch_by_tokens, build_joint_dictionary, iwslt14
+
+    corpus = iwslt14(config.split)
+    if config.max_sentences:
+        corpus = corpus.head(config.max_sentences)
+    dictionary = build_joint_dictionary(list(corpus.src) + list(corpus.tgt))
+    src = [dictionary.encode_line(s) for s in corpus.src]
+    tgt = [dictionary.encode_line(t) for t in corpus.tgt]
+    src_len = [len(s) for s in src]
+    tgt_len = [len(t) for t in tgt]
+    batches, epoch = [], 0
+    while len(batches) < config.steps:  # a new shuffle per epoch, like fairseq
+        batches += batch_by_tokens(src_len, tgt_len, config.max_tokens, seed=config.seed + epoch)
+        epoch += 1
+    return dictionary, src, tgt, batches[:config.steps]
+
+
+def train(config: TransformerRun, progress: bool = True) -> tuple[UpdateStats, UpdateStats | None]:
+    """Train with capture; return ``(update stats, gradient stats or None)`` (no caching).
+
+    Every parameter tensor is tracked, under fairseq's names. The metadata
+    records the per-step loss (bits per target token, label-smoothed and
+    plain), tokens, learning rate and wall time, the dictionary size and the
+    parameter count.
+    """
+    import torch
+    from tqdm import tqdm  # plain tqdm: widget output breaks the book's static pages
+
+    from ..capture import UpdateRecorder
+    from ..data.iwslt import collate
+    from ..models.transformer import label_smoothed_nll_loss, parameter_count, transformer_iwslt_de_en
+
+    device = _device(config)
+    dictionary, src, tgt, batches = _prepare(config)
+    torch.manual_seed(config.seed)
+    overrides = dict(config.model_overrides)
+    model = transformer_iwslt_de_en(len(dictionary), dropout=config.dropout, **overrides).to(device)
+    model.train()
+    opt_cls = torch.optim.AdamW if config.weight_decay else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
+                  weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: inverse_sqrt_factor(
+        k, config.lr, config.warmup_updates, config.warmup_init_lr))
+    log = {"loss_bits": [], "nll_bits": [], "ntokens": [], "lr": [], "seconds": [], "batch_shape": []}
+    with UpdateRecorder(opt, model, steps=config.steps, bins=config.bins, sample_size=config.sample_size,
+                        seed=config.seed, record_grad=config.record_grad) as rec:
+        for idx in tqdm(batches, desc=f"transformer b1={config.beta1}", disable=not progress):
+            t0 = time.perf_counter()
+            batch = collate([src[i] for i in idx], [tgt[i] for i in idx], dictionary).to(device)
+            logits = model(batch.src_tokens, batch.prev_output_tokens)
+            loss, nll = label_smoothed_nll_loss(logits, batch.target, config.label_smoothing, dictionary.pad)
+            opt.zero_grad(set_to_none=True)
+            # fairseq sums the loss and divides the gradient by the number of target tokens
+            (loss / batch.ntokens).backward()
+            log["lr"].append(float(opt.param_groups[0]["lr"]))
+            opt.step()
+            sched.step()
+            log["loss_bits"].append(float(loss.detach()) / batch.ntokens / math.log(2))
+            log["nll_bits"].append(float(nll.detach()) / batch.ntokens / math.log(2))
+            log["ntokens"].append(batch.ntokens)
+            log["batch_shape"].append([int(batch.src_tokens.shape[0]), int(batch.target.shape[1])])
+            log["seconds"].append(time.perf_counter() - t0)
+    numels = {n: int(p.numel()) for n, p in model.named_parameters()}
+    meta = {
+        "source": "adamdist.experiments.transformer", "config": dataclasses.asdict(config),
+        "vocab": len(dictionary), "parameters": model.num_parameters(),
+        "parameters_formula": parameter_count(len(dictionary), len(dictionary), model.cfg),
+        "numel": numels, "device": str(device), "torch_version": torch.__version__, "log": log,
+    }
+    upd = rec.result("update")
+    upd = dataclasses.replace(upd, metadata={**upd.metadata, **meta})
+    grad = None
+    if config.record_grad:
+        grad = rec.result("grad")
+        grad = dataclasses.replace(grad, metadata={**grad.metadata, **meta})
+    return upd, grad
+
+
+def run(config: TransformerRun, folder=None, progress: bool = True) -> UpdateStats:
+    """Update statistics of ``config``, from the cache or by training (then cached).
+
+    Training stores the gradient statistics too, so :func:`gradients` of the
+    same config is then a cache hit.
+    """
+    def compute():
+        upd, grad = train(config, progress=progress)
+        if grad is not None:
+            cached(GradientsOf(config), lambda: grad, folder=folder)
+        return upd
+
+    return cached(config, compute, folder=folder)
+
+
+def gradients(config: TransformerRun, folder=None, progress: bool = True) -> UpdateStats:
+    """Gradient statistics of ``config`` (needs ``record_grad``); trains only if not cached."""
+    if not config.record_grad:
+        raise ValueError("this run does not record gradients (record_grad=False)")
+    return cached(GradientsOf(config), lambda: train(config, progress=progress)[1], folder=folder)
+
+
+# -- layers and peaks ------------------------------------------------------------------------------------
+def layer_kind(name: str) -> str:
+    """Coarse kind of a fairseq parameter name.
+
+    ``"embedding"`` (token embeddings; the decoder's is also the output
+    projection), ``"attention"`` (q/k/v/out projections of self- and
+    encoder-attention), ``"ffn"`` (``fc1``/``fc2``) or ``"layer norm"``.
+    """
+    if "embed_tokens" in name:
+        return "embedding"
+    if "layer_norm" in name:
+        return "layer norm"
+    if "attn" in name:
+        return "attention"
+    if ".fc1." in name or ".fc2." in name:
+        return "ffn"
+    return "other"
+
+
+def pick_layer(numels: dict, seed: int = 0, min_numel: int = 10_000) -> str:
+    """A tensor chosen at random (not by hand) among those with at least ``min_numel`` entries.
+
+    The rule of the paper's appendix ("random layers with more than 1e4
+    parameters"): names are sorted, then one is drawn with
+    ``numpy.random.default_rng(seed)``.
+    """
+    eligible = sorted(n for n, k in numels.items() if k >= min_numel)
+    if not eligible:
+        raise ValueError(f"no tensor has at least {min_numel} entries")
+    return eligible[int(np.random.default_rng(seed).integers(len(eligible)))]
+
+
+def mode_locations(hist, edges, min_rel_height: float = 0.02, z: float = 4.0) -> np.ndarray:
+    """Centres of the modes of a histogram, by the rule of :func:`adamdist.simulate.count_modes`.
+
+    A mode is a local maximum whose prominence is at least ``min_rel_height``
+    times the tallest bin and at least ``z`` Poisson standard errors of
+    (peak count - base count). ``len(mode_locations(h, e)) ==
+    count_modes(h)`` for the same arguments (tested). A plateau's mode is
+    placed at its middle bin.
+    """
+    from scipy.signal import find_peaks
+
+    c = np.asarray(hist, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    if c.ndim != 1 or edges.shape != (c.size + 1,):
+        raise ValueError(f"hist must be 1-d with len(edges) = len(hist) + 1, got {c.shape} and {edges.shape}")
+    if c.sum() == 0:
+        return np.zeros(0)
+    padded = np.concatenate([[0.0], c, [0.0]])
+    peaks, props = find_peaks(padded, prominence=0)
+    prom = props["prominences"]
+    peak_c = padded[peaks]
+    keep = (prom >= min_rel_height * c.max()) & (prom >= z * np.sqrt(2 * peak_c - prom))
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres[peaks[keep] - 1]
+
+
+def peak_table(stats: UpdateStats, names=None, **rule) -> pd.DataFrame:
+    """One row per (step, name, mode): where each mode of the update histogram lies.
+
+    Columns ``step, name, modes`` (the count at that step), ``location``
+    (the mode's bin centre) and ``rank`` (1 = leftmost).
+    """
+    names = stats.names if names is None else names
+    rows = []
+    for i, step in enumerate(stats.steps):
+        for name in names:
+            j = stats.names.index(name)
+            locs = mode_locations(stats.hist[i, j], stats.edges, **rule)
+            for r, loc in enumerate(locs, 1):
+                rows.append({"step": int(step), "name": name, "modes": len(locs), "location": float(loc),
+                             "rank": r})
+    return pd.DataFrame(rows, columns=["step", "name", "modes", "location", "rank"])
+
+
+def layer_summary(stats: UpdateStats, many: int = 3, **rule) -> pd.DataFrame:
+    """Per tensor: kind, size and how often its update law has ``many`` or more modes.
+
+    A tensor is *many-peaked* when its histogram has at least ``many`` modes
+    at half of the recorded steps or more (the rule is stated on the page).
+    """
+    from ..simulate import count_modes
+
+    numel = stats.metadata.get("numel", {})
+    rows = []
+    for j, name in enumerate(stats.names):
+        counts = np.array([count_modes(stats.hist[i, j], **rule) for i in range(stats.steps.size)])
+        rows.append({
+            "name": name, "kind": layer_kind(name), "numel": int(numel.get(name, stats.count[0, j])),
+            "median_modes": float(np.median(counts)), "max_modes": int(counts.max()),
+            "share_steps_many": float((counts >= many).mean()),
+            "many_peaked": bool((counts >= many).mean() >= 0.5),
+        })
+    return pd.DataFrame(rows)
+
+
+# -- gradient properties ---------------------------------------------------------------------------------
+def hill_tail_index(x, fraction: float = 0.05, min_k: int = 10) -> float:
+    """Hill estimator of the tail index :math:`\\alpha` of :math:`|x|` (zeros dropped).
+
+    With the :math:`k` largest magnitudes :math:`X_{(1)} \\ge \\dots \\ge X_{(k+1)}`,
+    :math:`\\hat\\alpha = k / \\sum_{i \\le k} \\log(X_{(i)}/X_{(k+1)})`,
+    :math:`k = \\max(\\text{min\\_k}, \\lfloor \\text{fraction}\\cdot n \\rfloor)`.
+    A Gaussian sample gives a large :math:`\\hat\\alpha` (about 4-6 at
+    :math:`k/n = 5\\%`), Student-t(:math:`\\nu`) about :math:`\\nu`, Cauchy about 1.
+    NaN when fewer than ``min_k + 1`` non-zero values remain.
+    """
+    a = np.abs(np.asarray(x, dtype=np.float64).ravel())
+    a = np.sort(a[np.isfinite(a) & (a > 0)])[::-1]
+    k = max(min_k, int(fraction * a.size))
+    if a.size < k + 1:
+        return float("nan")
+    logs = np.log(a[:k] / a[k])
+    s = logs.sum()
+    return float(k / s) if s > 0 else float("inf")
+
+
+def gradient_properties(grad: UpdateStats, names=None, zero_tol: float = 0.0) -> pd.DataFrame:
+    """Per (step, name): the measured properties of the paper's hypothesis.
+
+    Columns: ``zero_fraction`` (share of sampled coordinates with
+    :math:`|g| \\le` ``zero_tol``; rows of tokens absent from a batch are
+    exactly zero), ``tail_index`` (:func:`hill_tail_index` of the non-zero
+    sampled values), ``var`` (variance over the whole tensor), ``scale``
+    (median :math:`|g|` of the non-zero sampled values) and ``scale_ratio``
+    (``scale`` over its value at the first step: the growth of the gradient
+    magnitude that the paper's Figure 5 simulates).
+    """
+    names = grad.names if names is None else names
+    rows = []
+    for name in names:
+        j = grad.names.index(name)
+        sample = grad.samples[name]
+        first = None
+        for i, step in enumerate(grad.steps):
+            x = sample[i][np.isfinite(sample[i])]
+            nz = x[np.abs(x) > zero_tol]
+            scale = float(np.median(np.abs(nz))) if nz.size else float("nan")
+            first = scale if first is None else first
+            rows.append({"step": int(step), "name": name, "zero_fraction": float(1 - nz.size / max(x.size, 1)),
+                         "tail_index": hill_tail_index(nz), "var": float(grad.var[i, j]), "scale": scale,
+                         "scale_ratio": scale / first if first else float("nan")})
+    return pd.DataFrame(rows)
+
+
+# -- the hypothesis, simulated ---------------------------------------------------------------------------
+def _student_t_median_abs(nu: float) -> float:
+    from scipy import stats
+
+    return float(stats.t(nu).ppf(0.75))
+
+
+def replay_gradients(sample: np.ndarray):
+    """A :func:`adamdist.simulate.run` gradient callable that replays recorded gradients.
+
+    ``sample`` has shape ``(steps, K)``: the real gradients of ``K``
+    coordinates. Coordinate ``i`` gets its own gradient sequence, so Adam on
+    it must reproduce the real updates (a check of capture and of the
+    recursion).
+    """
+    import torch
+
+    data = np.asarray(sample, dtype=np.float64)
+
+    def replay(step, n, generator, device, dtype):
+        if n != data.shape[1]:
+            raise ValueError(f"replay needs n = {data.shape[1]} coordinates, got {n}")
+        return torch.as_tensor(data[step - 1], dtype=dtype, device=device)
+
+    return replay
+
+
+def _bootstrap_gradients(sample: np.ndarray):
+    """Draw each step's gradients from that step's recorded values, independently over time."""
+    import torch
+
+    data = torch.as_tensor(np.asarray(sample, dtype=np.float64))
+
+    def draw(step, n, generator, device, dtype):
+        row = data[step - 1]
+        idx = torch.randint(row.numel(), (n,), generator=generator)
+        return row[idx].to(device=device, dtype=dtype)
+
+    return draw
+
+
+def _parametric_gradients(zero_fraction, tail_index, scale, heavy: bool = True, sparse: bool = True,
+                          varying: bool = True):
+    """Zeros with probability ``p_t``, else Student-t(``nu``) scaled to the measured median ``|g|``.
+
+    ``heavy=False`` uses a Gaussian instead of the Student-t, ``sparse=False``
+    drops the zeros, ``varying=False`` keeps the first step's scale: the
+    ablations of the hypothesis' two ingredients.
+    """
+    import torch
+
+    p = np.nan_to_num(np.asarray(zero_fraction, dtype=np.float64), nan=0.0)
+    nu = float(np.clip(np.nanmedian(tail_index), 0.3, 50.0))
+    s = np.asarray(scale, dtype=np.float64)
+    med = _student_t_median_abs(nu) if heavy else 0.6744897501960817
+
+    def draw(step, n, generator, device, dtype):
+        i = step - 1
+        z = torch.randn(n, generator=generator, dtype=torch.float64)
+        if heavy:
+            g = torch._standard_gamma(torch.full((n,), nu / 2, dtype=torch.float64), generator=generator)
+            z = z * torch.sqrt(nu / 2 / g)
+        sc = s[i] if varying else s[0]
+        z = z * (sc / med)
+        if sparse:
+            keep = torch.rand(n, generator=generator, dtype=torch.float64) >= p[i]
+            z = z * keep
+        return z.to(device=device, dtype=dtype)
+
+    return draw
+
+
+def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: float, beta2: float,
+                    eps: float = 1e-8, n: int = 50_000, seed: int = 0) -> dict:
+    """Adam (:func:`adamdist.simulate.run`) on gradient streams built from ``name``'s measured gradients.
+
+    Returns a dict model -> simulated :class:`~adamdist.results.UpdateStats`:
+
+    ``"replay"``
+        the real gradients of the sampled coordinates, each its own sequence
+        (must reproduce the real updates up to float32 rounding of
+        :math:`\\theta`; a check, not a model);
+    ``"bootstrap"``
+        each step's gradients drawn from that step's real values,
+        independently over time and coordinates: the real per-step marginal
+        (tails, zeros, scale) without any per-coordinate memory;
+    ``"sparse+heavy+varying"``
+        the paper's hypothesis as a parametric model: zeros with the measured
+        per-step probability, else Student-t with the measured (median) tail
+        index, scaled to the measured median :math:`|g|` of each step;
+    ``"heavy+varying"``, ``"sparse+varying"``, ``"sparse+heavy"``, ``"gaussian+varying"``
+        the same with one or two ingredients removed.
+
+    Simulated and captured updates share one sign convention:
+    :math:`u = (\\theta_t - \\theta_{t-1})/\\eta = -\\hat m/(\\sqrt{\\hat v} + \\epsilon)`.
+    """
+    from ..simulate import run as simulate
+
+    sample = grad.samples[name]
+    props = gradient_properties(grad, [name])
+    zf, ti, sc = (props[c].to_numpy() for c in ("zero_fraction", "tail_index", "scale"))
+    steps = int(grad.steps.size)
+    common = dict(optimizer="adam", steps=steps, beta1=beta1, beta2=beta2, eps=eps, edges=update.edges,
+                  dtype=None, progress=False)
+    import torch
+
+    common["dtype"] = torch.float64
+    models = {
+        "replay": (replay_gradients(sample), sample.shape[1]),
+        "bootstrap": (_bootstrap_gradients(sample), n),
+        "sparse+heavy+varying": (_parametric_gradients(zf, ti, sc), n),
+        "heavy+varying": (_parametric_gradients(zf, ti, sc, sparse=False), n),
+        "sparse+varying": (_parametric_gradients(zf, ti, sc, heavy=False), n),
+        "sparse+heavy": (_parametric_gradients(zf, ti, sc, varying=False), n),
+        "gaussian+varying": (_parametric_gradients(zf, ti, sc, heavy=False, sparse=False), n),
+    }
+    out = {}
+    for k, (g, size) in models.items():
+        out[k] = simulate(n=size, gradients=g, seed=seed, sample_size=min(size, 5000), name=name, **common)
+    return out
+
+
+def replay_error(update: UpdateStats, replay: UpdateStats, name: str, tol: float = 0.01) -> pd.DataFrame:
+    """Per step: how far the captured updates of ``name`` are from Adam replayed on their own gradients.
+
+    The replay (``hypothesis_runs(...)["replay"]``) keeps every sampled
+    coordinate in order, so the two are compared coordinate by coordinate:
+    ``median_abs_error``, ``max_abs_error`` and ``share_off`` (the share of
+    coordinates off by more than ``tol``). What remains is the float32
+    rounding of :math:`\theta_t - \theta_{t-1}`, which is of the order of
+    ``ulp(theta) / lr``: large at warm-up rates.
+    """
+    real = update.samples[name]
+    sim = replay.samples[replay.names[0]]
+    if real.shape != sim.shape:
+        raise ValueError(f"replay has shape {sim.shape}, the captured sample {real.shape}")
+    rows = []
+    for i, step in enumerate(update.steps):
+        d = np.abs(real[i] - sim[i])
+        d = d[np.isfinite(d)]
+        rows.append({"step": int(step), "name": name, "median_abs_error": float(np.median(d)),
+                     "max_abs_error": float(d.max()), "share_off": float((d > tol).mean())})
+    return pd.DataFrame(rows)
+
+
+def two_sample_ks(a, b) -> float:
+    """Two-sample Kolmogorov-Smirnov distance :math:`\\sup_x |F_a(x) - F_b(x)|` (exact, ties included)."""
+    a = np.sort(np.asarray(a, dtype=np.float64))
+    b = np.sort(np.asarray(b, dtype=np.float64))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not a.size or not b.size:
+        return float("nan")
+    grid = np.concatenate([a, b])
+    fa = np.searchsorted(a, grid, side="right") / a.size
+    fb = np.searchsorted(b, grid, side="right") / b.size
+    return float(np.abs(fa - fb).max())
+
+
+def ks_table(update: UpdateStats, sims: dict, name: str, **rule) -> pd.DataFrame:
+    """Per (step, model): KS distance between real and simulated updates, and both mode counts.
+
+    ``ks`` compares the real sampled updates of ``name`` with the simulated
+    ones; ``ks_band`` is the two-sample 99% band
+    :math:`1.63\\sqrt{(n_a + n_b)/(n_a n_b)}` that two samples of one law
+    stay below 99% of the time. ``modes_real`` / ``modes_sim`` count the
+    histogram modes (:func:`adamdist.simulate.count_modes`; the simulated
+    histogram is rescaled to the real count so the Poisson rule is equally
+    strict).
+    """
+    from ..simulate import count_modes
+
+    j = update.names.index(name)
+    real = update.samples[name]
+    rows = []
+    for model, sim in sims.items():
+        s = sim.samples[sim.names[0]]
+        for i, step in enumerate(update.steps):
+            a, b = real[i][np.isfinite(real[i])], s[i][np.isfinite(s[i])]
+            h_real = update.hist[i, j]
+            h_sim = sim.hist[i, 0].astype(np.float64)
+            h_sim = h_sim * (h_real.sum() / h_sim.sum()) if h_sim.sum() else h_sim
+            rows.append({"step": int(step), "model": model, "ks": two_sample_ks(a, b),
+                         "ks_band": 1.63 * math.sqrt((a.size + b.size) / (a.size * b.size)),
+                         "modes_real": count_modes(h_real, **rule), "modes_sim": count_modes(h_sim, **rule)})
+    return pd.DataFrame(rows)

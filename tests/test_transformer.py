@@ -1,0 +1,235 @@
+"""IWSLT14 data pipeline, the fairseq transformer and the transformer experiment's analysis."""
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from adamdist.data import DataNotFoundError  # noqa: E402
+from adamdist.data.iwslt import (Dictionary, batch_by_tokens, build_joint_dictionary, collate,  # noqa: E402
+                                 iwslt14)
+from adamdist.experiments import transformer as tx  # noqa: E402
+from adamdist.models.transformer import (FAIRSEQ_README_VOCAB, label_smoothed_nll_loss,  # noqa: E402
+                                         parameter_count, sinusoidal_positions, transformer_iwslt_de_en)
+from adamdist.simulate import count_modes  # noqa: E402
+
+TINY = (("embed_dim", 16), ("ffn_dim", 32), ("encoder_layers", 1), ("decoder_layers", 1), ("heads", 2))
+
+
+def _have_iwslt():
+    root = os.environ.get("ADAMDIST_DATA")
+    return bool(root) and (Path(root) / "iwslt14-de-en" / "bpe10k" / "valid.de").is_file()
+
+
+needs_data = pytest.mark.skipif(not _have_iwslt(),
+                                reason="IWSLT14 de-en not found: set ADAMDIST_DATA to a folder holding "
+                                       "iwslt14-de-en/bpe10k/valid.{de,en}")
+
+
+# -- data ------------------------------------------------------------------------------------------------
+def test_missing_data_names_files_and_folder(tmp_path):
+    with pytest.raises(DataNotFoundError) as err:
+        iwslt14("train", root=tmp_path)
+    msg = str(err.value)
+    assert "train.de" in msg and "train.en" in msg and str(tmp_path) in msg and "prepare-iwslt14.sh" in msg
+    with pytest.raises(ValueError, match="split"):
+        iwslt14("dev", root=tmp_path)
+
+
+def test_misaligned_files_are_rejected(tmp_path):
+    folder = tmp_path / "iwslt14-de-en" / "bpe10k"
+    folder.mkdir(parents=True)
+    (folder / "valid.de").write_text("a b\nc\n")
+    (folder / "valid.en").write_text("x\n")
+    with pytest.raises(ValueError, match="not aligned"):
+        iwslt14("valid", root=tmp_path)
+
+
+def test_dictionary_order_and_padding():
+    d = build_joint_dictionary(["b a a", "c a b"], padding_factor=8)
+    assert d.symbols[:4] == ("<s>", "<pad>", "</s>", "<unk>")
+    assert d.symbols[4:7] == ("a", "b", "c")  # by count, ties alphabetical
+    assert len(d) == 8 and d.symbols[7] == "madeupword0000"
+    assert (d.bos, d.pad, d.eos, d.unk) == (0, 1, 2, 3)
+    assert d.encode_line("a zz").tolist() == [4, 3, 2]
+    assert len(build_joint_dictionary(["a"], padding_factor=1)) == 5
+
+
+def test_batching_respects_max_tokens_and_covers_everything():
+    rng = np.random.default_rng(0)
+    src = rng.integers(1, 60, 500)
+    tgt = rng.integers(1, 60, 500)
+    batches = batch_by_tokens(src, tgt, 256, seed=3)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(500))
+    for b in batches:
+        assert len(b) * max(src[b].max(), tgt[b].max()) <= 256
+    # sizes are multiples of 8 except where fewer than 8 fit
+    assert all(len(b) % 8 == 0 or len(b) < 8 for b in batches[:-1] if len(b) != len(batches[-1]))
+    again = batch_by_tokens(src, tgt, 256, seed=3)
+    assert all((a == b).all() for a, b in zip(batches, again))
+    with pytest.raises(ValueError, match="max_tokens"):
+        batch_by_tokens([100], [5], 50)
+
+
+def test_collate_pads_and_shifts_like_fairseq():
+    d = Dictionary(["<s>", "<pad>", "</s>", "<unk>", "a", "b", "c", "d"])
+    src = [d.encode_line("a"), d.encode_line("a b c")]
+    tgt = [d.encode_line("d d"), d.encode_line("c")]
+    b = collate(src, tgt, d)
+    # longest source first; sources left-padded, targets right-padded
+    assert b.src_tokens.tolist() == [[4, 5, 6, 2], [1, 1, 4, 2]]
+    assert b.target.tolist() == [[6, 2, 1], [7, 7, 2]]
+    assert b.prev_output_tokens.tolist() == [[2, 6, 1], [2, 7, 7]]
+    assert b.src_lengths.tolist() == [4, 2] and b.ntokens == 5
+
+
+@needs_data
+def test_real_valid_slice():
+    corpus = iwslt14("valid")
+    assert len(corpus) == 7283 and corpus.src[0] == "es ist diese pyrami@@ de ."
+    raw = iwslt14("valid", bpe=False)
+    assert raw.tgt[0] == corpus.tgt[0].replace("@@ ", "")
+    small = corpus.head(200)
+    d = build_joint_dictionary(list(small.src) + list(small.tgt))
+    assert len(d) % 8 == 0
+    src = [d.encode_line(s) for s in small.src]
+    tgt = [d.encode_line(t) for t in small.tgt]
+    batches = batch_by_tokens([len(s) for s in src], [len(t) for t in tgt], 512)
+    b = collate([src[i] for i in batches[0]], [tgt[i] for i in batches[0]], d)
+    assert b.src_tokens.shape[0] * max(b.src_tokens.shape[1], b.target.shape[1]) <= 512
+    assert (b.target.ne(d.pad).sum(1) == b.prev_output_tokens.ne(d.pad).sum(1)).all()
+
+
+# -- model -----------------------------------------------------------------------------------------------
+def test_parameter_count_formula():
+    assert parameter_count(0, 0) == 31_543_296
+    assert parameter_count(*FAIRSEQ_README_VOCAB) == 39_469_056
+    model = transformer_iwslt_de_en(1000)
+    assert model.num_parameters() == parameter_count(1000, 1000) == 31_543_296 + 1024 * 1000
+    # decoder output projection is the decoder embedding: no extra tensor
+    names = dict(model.named_parameters())
+    assert "decoder.embed_tokens.weight" in names and not any("output_projection" in n for n in names)
+
+
+def test_tiny_forward_backward_and_masks():
+    torch.manual_seed(0)
+    model = transformer_iwslt_de_en(40, **dict(TINY))
+    src = torch.tensor([[1, 1, 5, 6, 2], [7, 8, 9, 10, 2]])
+    prev = torch.tensor([[2, 11, 12, 1], [2, 13, 14, 15]])
+    tgt = torch.tensor([[11, 12, 2, 1], [13, 14, 15, 2]])
+    model.eval()
+    logits = model(src, prev)
+    assert logits.shape == (2, 4, 40)
+    # causality: changing a later decoder input leaves earlier outputs unchanged
+    prev2 = prev.clone()
+    prev2[1, 3] = 20
+    assert torch.allclose(model(src, prev2)[1, :3], logits[1, :3], atol=1e-6)
+    # left padding of the source does not change the output of the real tokens' sentence
+    out_a = model(torch.tensor([[5, 6, 2]]), prev[:1])
+    assert torch.allclose(out_a, logits[:1], atol=1e-5)
+    model.train()
+    loss, nll = label_smoothed_nll_loss(model(src, prev), tgt)
+    loss.backward()
+    emb = model.encoder.embed_tokens.weight.grad
+    assert emb[1].abs().sum() == 0  # padding row gets no gradient
+    assert emb[3].abs().sum() == 0  # a token absent from the batch: an exactly zero row
+    assert emb[5].abs().sum() > 0
+
+
+def test_label_smoothing_matches_manual():
+    torch.manual_seed(1)
+    v, eps = 7, 0.1
+    logits = torch.randn(2, 3, v)
+    target = torch.tensor([[4, 2, 1], [5, 6, 2]])  # one pad (1)
+    loss, nll = label_smoothed_nll_loss(logits, target, eps, ignore_index=1)
+    lp = torch.log_softmax(logits, -1).reshape(-1, v)
+    manual, manual_nll = 0.0, 0.0
+    for row, y in zip(lp, target.reshape(-1).tolist()):
+        if y == 1:
+            continue
+        q = torch.full((v,), eps / (v - 1))
+        q[y] = 1 - eps  # fairseq: (1 - eps - eps_i) on y plus eps_i on every class
+        manual += float(-(q * row).sum())
+        manual_nll += float(-row[y])
+    assert math.isclose(float(loss), manual, rel_tol=1e-5)
+    assert math.isclose(float(nll), manual_nll, rel_tol=1e-6)
+
+
+def test_sinusoidal_positions_fairseq_layout():
+    emb = sinusoidal_positions(10, 8, padding_idx=1)
+    assert emb[1].abs().sum() == 0
+    pos, k = 5, 2
+    freq = math.exp(-k * math.log(10000) / 3)
+    assert math.isclose(float(emb[pos, k]), math.sin(pos * freq), rel_tol=1e-5)
+    assert math.isclose(float(emb[pos, 4 + k]), math.cos(pos * freq), rel_tol=1e-5)
+
+
+# -- experiment analysis ---------------------------------------------------------------------------------
+def test_inverse_sqrt_schedule():
+    f = lambda k: tx.inverse_sqrt_factor(k, 5e-4, 4000, 1e-7)  # noqa: E731
+    assert math.isclose(f(0) * 5e-4, 1e-7)
+    assert math.isclose(f(4000), 1.0) and math.isclose(f(16000), 0.5)
+    assert tx.inverse_sqrt_factor(7, 5e-4, 0, 1e-7) == 1.0
+
+
+def test_mode_locations_agree_with_count_modes():
+    rng = np.random.default_rng(0)
+    edges = np.linspace(-4, 4, 161)
+    for centres in ([0.0], [-2.0, 0.0, 2.0], [-3, -1.5, 0, 1.5, 3]):
+        x = np.concatenate([rng.normal(c, 0.15, 20_000) for c in centres])
+        h, _ = np.histogram(x, edges)
+        locs = tx.mode_locations(h, edges)
+        assert len(locs) == count_modes(h) == len(centres)
+        assert np.allclose(locs, centres, atol=0.1)
+    assert len(tx.mode_locations(np.zeros(160), edges)) == 0
+
+
+def test_hill_estimator():
+    rng = np.random.default_rng(1)
+    assert abs(tx.hill_tail_index(rng.standard_cauchy(200_000)) - 1) < 0.1
+    assert abs(tx.hill_tail_index(rng.standard_t(3, 200_000)) - 3) < 0.5
+    assert tx.hill_tail_index(rng.normal(size=200_000)) > 4
+    assert math.isnan(tx.hill_tail_index(np.zeros(100)))
+
+
+def test_layer_kind_and_pick():
+    assert tx.layer_kind("encoder.embed_tokens.weight") == "embedding"
+    assert tx.layer_kind("decoder.layers.3.encoder_attn.k_proj.bias") == "attention"
+    assert tx.layer_kind("decoder.layers.3.encoder_attn_layer_norm.weight") == "layer norm"
+    assert tx.layer_kind("encoder.layers.0.fc2.weight") == "ffn"
+    numels = {"a": 5, "b": 20_000, "c": 30_000}
+    assert tx.pick_layer(numels, seed=4) == tx.pick_layer(dict(reversed(numels.items())), seed=4)
+    assert tx.pick_layer(numels, seed=4) in ("b", "c")
+
+
+def test_two_sample_ks():
+    assert tx.two_sample_ks([0, 1, 2], [0, 1, 2]) == 0
+    assert tx.two_sample_ks([0, 0], [1, 1]) == 1
+
+
+@needs_data
+def test_tiny_run_replays_exactly(tmp_path):
+    """Capture on a tiny model: Adam replayed on the captured gradients gives the captured updates."""
+    cfg = tx.TransformerRun(steps=3, max_tokens=256, max_sentences=120, model_overrides=TINY, lr=1e-2,
+                            warmup_updates=0, beta1=0.0, sample_size=500, bins=80)
+    upd = tx.run(cfg, folder=tmp_path, progress=False)
+    grad = tx.gradients(cfg, folder=tmp_path)  # a cache hit: run stored it
+    assert upd.steps.tolist() == [1, 2, 3] and len(list(tmp_path.glob("*.npz"))) == 2
+    name = "encoder.layers.0.fc1.weight"
+    sims = tx.hypothesis_runs(upd, grad, name, cfg.beta1, cfg.beta2, n=2000)
+    replay = sims["replay"].samples[name]
+    real = upd.samples[name]
+    # lr = 1e-2 makes the float32 rounding of theta negligible (< 1e-4 relative)
+    assert np.nanmax(np.abs(replay - real)) < 1e-3
+    table = tx.ks_table(upd, sims, name)
+    assert set(table["model"]) == set(sims)
+    err = tx.replay_error(upd, sims["replay"], name)
+    assert (err["max_abs_error"] < 1e-3).all() and (err["share_off"] == 0).all()
+    props = tx.gradient_properties(grad, ["encoder.embed_tokens.weight"])
+    assert (props["zero_fraction"] > 0.3).all()  # most of a 120-sentence vocabulary is absent from a batch
