@@ -145,7 +145,15 @@ def test_cdf_matches_closed_form_every_t():
         assert np.abs(d.cdf(y) - closed_form_cdf(t, y)).max() < 1e-6, t
 
 
-@pytest.mark.parametrize("t", [2, 3, 10, 60])
+@pytest.mark.slow
+@pytest.mark.parametrize("t", [500, 1000])
+def test_cdf_matches_closed_form_large_t(t):
+    d = update_distribution(t, beta1=0.0, beta2=1.0)
+    y = np.linspace(-4.5, 4.5, 61)
+    assert np.abs(d.cdf(y) - closed_form_cdf(t, y)).max() < 1e-6
+
+
+@pytest.mark.parametrize("t", [2, 3, 10, 60, 200])
 def test_pdf_and_sf_match_closed_form(t):
     d = update_distribution(t, beta1=0.0, beta2=1.0)
     y = math.sqrt(t) * np.linspace(-0.98, 0.98, 41)
