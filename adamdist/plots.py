@@ -355,3 +355,47 @@ def histogram_panels(hist: pd.DataFrame, modes: pd.DataFrame | None = None, *, p
         title = f"{panel} {key}" + ("" if modes is None else f": {n_modes} modes")
         charts.append(alt.layer(*layers).properties(width=width, height=height, title=title))
     return small_multiples(charts, columns=columns)
+
+
+# -- builders for the "what shapes the update distribution" chapter -------------------------
+
+
+def update_histograms(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_title: str,
+                      column: str = "step", row: str | None = None,
+                      y_title: str = "probability density", sample_label: str = "simulation",
+                      law_label: str = "exact law", x_domain: Sequence[float] | None = None,
+                      independent_y: bool = True, width: int = 130, height: int = 110,
+                      title: str | None = None) -> alt.FacetChart:
+    """Histograms of simulated updates, one panel per ``column`` (and ``row``), a law on top.
+
+    ``hist``: tidy bins as :meth:`adamdist.results.UpdateStats.to_frame` ``("hist")`` gives
+    (columns ``left, right, density`` plus the facet columns); the under/overflow rows are
+    dropped here, their mass still counts in the densities. ``law``: optional tidy curve
+    with columns ``x, density`` and the facet columns (e.g. an exact density on a grid);
+    panels without rows in ``law`` show bars only.
+    """
+    keys = [c for c in (column, row) if c is not None]
+    bars = hist[np.isfinite(hist["left"]) & np.isfinite(hist["right"])]
+    parts = [bars[keys + ["left", "right", "density"]].assign(series=sample_label)]
+    if law is not None:
+        parts.append(law[keys + ["x", "density"]].assign(series=law_label))
+    data = pd.concat(parts, ignore_index=True)
+    x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
+    color = alt.Color("series:N", title=None, scale=alt.Scale(domain=[sample_label, law_label]))
+    bar_layer = alt.Chart().transform_filter(alt.datum.series == sample_label).mark_bar(
+        opacity=0.5, binSpacing=0).encode(
+        x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",
+        y=alt.Y("density:Q", title=y_title, stack=None), y2=alt.datum(0), color=color,
+        tooltip=[alt.Tooltip("left:Q", format=".3g"), alt.Tooltip("right:Q", format=".3g"),
+                 alt.Tooltip("density:Q", format=".3g")])
+    layers = [bar_layer]
+    if law is not None:
+        layers.append(alt.Chart().transform_filter(alt.datum.series == law_label).mark_line(
+            strokeWidth=1.5, clip=True).encode(x=alt.X("x:Q", scale=x_scale), y="density:Q", color=color))
+    facet = {"column": alt.Column(f"{column}:O", title=column)}
+    if row is not None:
+        facet["row"] = alt.Row(f"{row}:N", title=None)
+    chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(**facet)
+    if independent_y:
+        chart = chart.resolve_scale(y="independent")
+    return chart.properties(title=title) if title else chart
