@@ -526,17 +526,8 @@ def _trapezoid(r, c, scale, x_max, y, y2, p, nodes, derivative):
     return full, half
 
 
-def _upper_tail_block(r: _Reduced, y, derivative):
-    y2 = (y * y)[:, None]
-    n = len(y)
-    p = 0.5 * special.erfc(r.zeta0 / math.sqrt(2.0))  # P(zeta > zeta0)
-    # Convergence strip (z_lo, z_hi) of E exp(z Q): from the extreme eigenvalues of
-    # the form's matrix; the lower one is bounded below by min(d) which is safe.
-    q_top = _top_eigenvalue(r, y2)
-    z_hi = 0.5 / np.maximum(q_top, 1e-300)
-    z_lo = 0.5 / (y * y * r.d.min())
-    # Saddle point on each side of 0, on a logit grid inside the strip: of log M(c) - log|c|
-    # for the CDF; of log dM/dtheta(c) for the density, whose integrand has no pole at 0.
+def _objective(r, y2, derivative):
+    """log M(c) - log|c| (CDF) or log dM/dtheta(c) (density) at real c, +inf where undefined."""
     def objective(cc):
         with np.errstate(all="ignore"):
             val = _restricted_mgf(r, cc.astype(np.complex128), y2, derivative).real
@@ -544,46 +535,50 @@ def _upper_tail_block(r: _Reduced, y, derivative):
             if not derivative:
                 out -= np.log(np.abs(cc))
         return np.where(np.isfinite(out), out, np.inf)
+    return objective
 
+
+def _golden_section(objective, left, right, iterations=40):
+    """Vectorised golden-section search for the minimum of a convex function on [left, right]."""
+    g = 0.5 * (math.sqrt(5.0) - 1.0)
+    xa = right - g * (right - left)
+    xb = left + g * (right - left)
+    fa, fb = objective(xa[:, None])[:, 0], objective(xb[:, None])[:, 0]
+    for _ in range(iterations):
+        go_left = fa < fb
+        right = np.where(go_left, xb, right)
+        left = np.where(go_left, left, xa)
+        xb_new = np.where(go_left, xa, left + g * (right - left))
+        xa_new = np.where(go_left, right - g * (right - left), xb)
+        f_new = objective(np.where(go_left, xa_new, xb_new)[:, None])[:, 0]
+        fa, fb = np.where(go_left, f_new, fb), np.where(go_left, fa, f_new)
+        xa, xb = xa_new, xb_new
+    return 0.5 * (xa + xb)
+
+
+def _saddle_point(objective, z_lo, z_hi, derivative):
+    """Real c in the strip (z_lo, z_hi) minimising the objective, and the integrand's width in omega."""
+    n = len(z_lo)
     u = special.expit(_SADDLE_GRID)
-    mid = np.zeros(1) if derivative else np.zeros(0)
-    # sorted grid over the strip; for the CDF, 0 (the pole) is left out and the
-    # two sides are separate convex pieces
-    unit = np.concatenate([-u[::-1], mid, u])
+    # Sorted grid over the strip. For the CDF, 0 (the pole of M(z)/z) is left out
+    # and the two sides are separate convex pieces.
+    unit = np.concatenate([-u[::-1], np.zeros(1 if derivative else 0), u])
     cs = np.where(unit[None, :] < 0, -z_lo[:, None], z_hi[:, None]) * unit[None, :]
     phi = objective(cs)
     best = np.argmin(phi, axis=1)
     rows = np.arange(n)
     c = cs[rows, best]
-    # Refine by golden section between the grid neighbours: for large t the MGF is
-    # sharply peaked, and an off-saddle c leaves a linear phase (oscillation) in omega.
+    # Refine between the grid neighbours: for large t the MGF is sharply peaked, and
+    # an off-saddle c leaves a linear phase (an oscillation) in omega.
+    last = cs.shape[1] - 1
     left = np.where(best > 0, cs[rows, np.maximum(best - 1, 0)], z_lo * (1 - 1e-9))
-    right = np.where(best < cs.shape[1] - 1, cs[rows, np.minimum(best + 1, cs.shape[1] - 1)],
-                     z_hi * (1 - 1e-9))
+    right = np.where(best < last, cs[rows, np.minimum(best + 1, last)], z_hi * (1 - 1e-9))
     if not derivative:
         left = np.where((c > 0) & (left <= 0), 1e-12 * c, left)
         right = np.where((c < 0) & (right >= 0), 1e-12 * c, right)
-    golden = 0.5 * (math.sqrt(5.0) - 1.0)
-    xa = right - golden * (right - left)
-    xb = left + golden * (right - left)
-    fa, fb = objective(xa[:, None])[:, 0], objective(xb[:, None])[:, 0]
-    for _ in range(40):
-        go_left = fa < fb
-        right = np.where(go_left, xb, right)
-        left = np.where(go_left, left, xa)
-        xb_new = np.where(go_left, xa, left + golden * (right - left))
-        xa_new = np.where(go_left, right - golden * (right - left), xb)
-        fb_new = np.where(go_left, fa, np.nan)
-        fa_new = np.where(go_left, np.nan, fb)
-        need = np.where(go_left, xa_new, xb_new)
-        f_need = objective(need[:, None])[:, 0]
-        fa = np.where(go_left, f_need, fa_new)
-        fb = np.where(go_left, fb_new, f_need)
-        xa, xb = xa_new, xb_new
-    refined = 0.5 * (xa + xb)
-    better = objective(refined[:, None])[:, 0] <= phi[rows, best]
-    c = np.where(better, refined, c)
-    # Curvature of the objective at the saddle fixes the width of the integrand in omega.
+    refined = _golden_section(objective, left, right)
+    c = np.where(objective(refined[:, None])[:, 0] <= phi[rows, best], refined, c)
+    # The curvature of the objective at the saddle is the integrand's width in omega.
     room = np.minimum(z_hi - c, c - z_lo)
     if not derivative:
         room = np.minimum(room, np.abs(c))
@@ -591,9 +586,15 @@ def _upper_tail_block(r: _Reduced, y, derivative):
     pt = objective(np.stack([c - dc, c, c + dc], axis=1))
     curv = (pt[:, 0] - 2 * pt[:, 1] + pt[:, 2]) / (dc * dc)
     curv = np.where(np.isfinite(curv) & (curv > 0), curv, 1.0 / (room * room))
-    scale = 1.0 / np.sqrt(curv)
-    # Truncation: |M(c+iw)| <= M(c) * prod_j |1 + 2(c+iw) y^2 lam|^{-1/2} / (1 + 2c y^2 lam)^{-1/2},
-    # and the density's integrand is ~ M * k / (2 |z| y^2) for large |z|.
+    return c, 1.0 / np.sqrt(curv)
+
+
+def _truncation(r, c, scale, y, y2, derivative):
+    """x_max of the sinh grid such that the integral beyond it is below _TOL.
+
+    |M(c+iw)| <= M(c) prod_j |1 + 2(c+iw) y^2 lam_j|^{-1/2} / (1 + 2c y^2 lam_j)^{-1/2},
+    and the density's integrand is ~ M k / (2 |z| y^2) for large |z|.
+    """
     with np.errstate(all="ignore"):
         m_c = np.abs(_restricted_mgf(r, c[:, None].astype(np.complex128), y2)[:, 0])
     if derivative:
@@ -613,7 +614,19 @@ def _upper_tail_block(r: _Reduced, y, derivative):
         ok = log_bound(np.exp(mid)) <= target
         hi_w = np.where(ok, mid, hi_w)
         lo_w = np.where(ok, lo_w, mid)
-    x_max = np.arcsinh(np.exp(hi_w) / scale) + 1.0
+    return np.arcsinh(np.exp(hi_w) / scale) + 1.0
+
+
+def _upper_tail_block(r: _Reduced, y, derivative):
+    y2 = (y * y)[:, None]
+    n = len(y)
+    p = 0.5 * special.erfc(r.zeta0 / math.sqrt(2.0))  # P(zeta > zeta0)
+    # Convergence strip (z_lo, z_hi) of E exp(z Q): from the extreme eigenvalues of the
+    # form's matrix v v' - y^2 S W S; the lower one is >= min(d), which is safe.
+    z_hi = 0.5 / np.maximum(_top_eigenvalue(r, y2), 1e-300)
+    z_lo = 0.5 / (y * y * r.d.min())
+    c, scale = _saddle_point(_objective(r, y2, derivative), z_lo, z_hi, derivative)
+    x_max = _truncation(r, c, scale, y, y2, derivative)
     # Trapezoid in x with step halving: rows whose h and 2h sums differ by more than
     # _CONVERGED are redone with h/2. The rule converges exponentially in 1/h, so
     # agreement of h and 2h to 1e-7 leaves an error of order 1e-14 in the h sum. Large
