@@ -110,6 +110,9 @@ def test_real_valid_slice():
 def test_parameter_count_formula():
     assert parameter_count(0, 0) == 31_543_296
     assert parameter_count(*FAIRSEQ_README_VOCAB) == 39_469_056
+    assert parameter_count(10_000, 10_000, share_all_embeddings=True) == 31_543_296 + 512 * 10_000
+    with pytest.raises(ValueError, match="joint"):
+        parameter_count(10, 12, share_all_embeddings=True)
     model = transformer_iwslt_de_en(1000)
     assert model.num_parameters() == parameter_count(1000, 1000) == 31_543_296 + 1024 * 1000
     # decoder output projection is the decoder embedding: no extra tensor

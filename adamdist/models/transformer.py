@@ -58,7 +58,8 @@ class TransformerConfig:
     padding_idx: int = 1
 
 
-def parameter_count(src_vocab: int, tgt_vocab: int, cfg: TransformerConfig = TransformerConfig()) -> int:
+def parameter_count(src_vocab: int, tgt_vocab: int, cfg: TransformerConfig = TransformerConfig(),
+                    share_all_embeddings: bool = False) -> int:
     """Exact number of trainable parameters of :class:`TransformerIWSLT`.
 
     With width :math:`d`, FFN width :math:`f`, :math:`L_e` encoder and
@@ -73,6 +74,12 @@ def parameter_count(src_vocab: int, tgt_vocab: int, cfg: TransformerConfig = Tra
     sinusoidal positions have no parameters and the output projection is the
     decoder embedding. For the iwslt preset the layers contribute 31,543,296
     parameters, so :math:`N = 31{,}543{,}296 + 512\\,(V_{src} + V_{tgt})`.
+
+    ``share_all_embeddings=True`` counts fairseq's ``--share-all-embeddings``
+    variant (one table for encoder, decoder and output; needs a joint
+    dictionary, ``src_vocab == tgt_vocab``): :math:`N = 31{,}543{,}296 + 512\\,V`.
+    This module's model does not implement that variant; the count is for
+    comparing with published numbers.
     """
     d, f = cfg.embed_dim, cfg.ffn_dim
     attn = 4 * (d * d + d)
@@ -80,7 +87,13 @@ def parameter_count(src_vocab: int, tgt_vocab: int, cfg: TransformerConfig = Tra
     ln = 2 * d
     enc = attn + ffn + 2 * ln
     dec = 2 * attn + ffn + 3 * ln
-    return d * (src_vocab + tgt_vocab) + cfg.encoder_layers * enc + cfg.decoder_layers * dec
+    if share_all_embeddings:
+        if src_vocab != tgt_vocab:
+            raise ValueError("share_all_embeddings needs a joint dictionary (src_vocab == tgt_vocab)")
+        embeddings = d * src_vocab
+    else:
+        embeddings = d * (src_vocab + tgt_vocab)
+    return embeddings + cfg.encoder_layers * enc + cfg.decoder_layers * dec
 
 
 def sinusoidal_positions(num_embeddings: int, dim: int, padding_idx: int | None) -> torch.Tensor:
