@@ -121,15 +121,15 @@ def _page_assets(app: Sphinx, pagename: str, templatename: str, context: dict, d
     if app.builder.format != "html":
         return
     if CHART_MARKER in context.get("body", ""):
-        # Priority below MathJax and MyST-NB's scripts is irrelevant; it only has to load
-        # (synchronously) before the body's inline chart scripts.
+        # A plain (blocking) <script> in <head>, so vegaEmbed exists before the body's
+        # inline chart scripts run.
         app.builder.add_js_file(VEGA_BUNDLE, priority=200)
 
 
 def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
-    # sphinx-thebe adds its inline config (`const THEBE_JS_URL = ...`) both to the builder and
-    # to the registry the builder re-reads, as filename None and '', which Sphinx does not see
-    # as equal; the second `const` is a SyntaxError on every page.
+    # sphinx-thebe's inline config (`const THEBE_JS_URL = ...`) reaches every page twice, once
+    # with filename None and once with '' (Sphinx's own de-duplication compares them as
+    # different); the second `const` is a SyntaxError in the browser.
     seen, unique = set(), []
     for script in context.get("script_files", []):
         key = (script.filename or "", tuple(sorted((getattr(script, "attributes", {}) or {}).items())))
