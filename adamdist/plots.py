@@ -261,7 +261,7 @@ def histogram_grid(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_tit
                    facet: str = "step", color: str | None = None, columns: int = 5,
                    y_title: str = "probability density", law_label: str = "Theorem 1",
                    x_domain: Sequence[float] | None = None, width: int = 120, height: int = 90,
-                   title: str | None = None) -> alt.FacetChart:
+                   facet_title: str | None = "step m", title: str | None = None) -> alt.FacetChart:
     """Binned histograms wrapped in a grid of ``columns`` panels (one per ``facet`` value), a law on top.
 
     ``hist``: tidy bins with columns ``facet, left, right, density`` (and ``color``, e.g. a
@@ -290,7 +290,7 @@ def histogram_grid(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_tit
             strokeWidth=1.5, clip=True, color="black").encode(
             x=alt.X("x:Q", scale=x_scale), y="density:Q"))
     chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
-        facet=alt.Facet(f"{facet}:O", title=facet), columns=columns).resolve_scale(y="independent")
+        facet=alt.Facet(f"{facet}:O", title=facet_title), columns=columns).resolve_scale(y="independent")
     return chart.properties(title=title) if title else chart
 
 
