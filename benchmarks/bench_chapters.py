@@ -1,0 +1,87 @@
+"""Execution time of chapter notebooks, as the book build runs them (by hand, not in CI).
+
+    python benchmarks/bench_chapters.py                       # the vision chapters, cold cache
+    python benchmarks/bench_chapters.py book/06_cifar10.md --top 5
+    ADAMDIST_PROFILE=paper python benchmarks/bench_chapters.py --warm-cache .adamdist_cache
+
+Each chapter (a MyST Markdown notebook) is read with jupytext and executed top to bottom
+in a fresh kernel with nbclient, in its own folder like the book build does. By default the
+experiment result cache (``ADAMDIST_CACHE``) points at a new empty temporary folder, so every
+training run is really executed: the number is what a first build costs. ``--warm-cache DIR``
+uses DIR instead (a rebuild). The slowest cells of each chapter are listed too, so a budget
+overrun can be traced to a run. Nothing is written into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHAPTERS = ("book/06_cifar10.md", "book/07_mnist.md")
+
+
+def execute(path: Path, timeout: int) -> tuple[float, list[tuple[float, str]]]:
+    """Run one chapter; return its wall time and (seconds, first source line) per code cell."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(path)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}, record_timing=True)
+    start = time.perf_counter()
+    client.execute()
+    total = time.perf_counter() - start
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        timing = cell.get("metadata", {}).get("execution", {})
+        t0, t1 = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if t0 and t1:
+            from datetime import datetime
+
+            seconds = (datetime.fromisoformat(t1.replace("Z", "+00:00"))
+                       - datetime.fromisoformat(t0.replace("Z", "+00:00"))).total_seconds()
+            first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")), "")
+            cells.append((seconds, first[:70]))
+    return total, cells
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="*", default=list(DEFAULT_CHAPTERS), help="MyST notebooks to run")
+    parser.add_argument("--warm-cache", metavar="DIR", help="use this result cache instead of an empty one")
+    parser.add_argument("--top", type=int, default=3, help="slowest cells listed per chapter")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = parser.parse_args(argv)
+
+    cache = Path(args.warm_cache) if args.warm_cache else Path(tempfile.mkdtemp(prefix="adamdist-bench-"))
+    os.environ["ADAMDIST_CACHE"] = str(cache.resolve())
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, profile "
+          f"{os.environ.get('ADAMDIST_PROFILE', 'quick')}, data {os.environ.get('ADAMDIST_DATA', '(default)')}, "
+          f"cache {cache} ({'warm' if args.warm_cache else 'cold'})")
+    try:
+        load = os.getloadavg()[0]
+        print(f"load average before: {load:.1f} (other processes on the machine slow every number below)")
+    except OSError:
+        pass
+    grand = 0.0
+    for chapter in args.chapters:
+        path = (ROOT / chapter).resolve()
+        total, cells = execute(path, args.timeout)
+        grand += total
+        print(f"{chapter}: {total:7.1f} s")
+        for seconds, first in sorted(cells, reverse=True)[:args.top]:
+            print(f"    {seconds:7.1f} s  {first}")
+    print(f"total: {grand:.1f} s ({grand / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
