@@ -451,13 +451,14 @@ class UpdateRecorder:
             for g, members in self._by_group:
                 lr = optimizer.param_groups[g]["lr"]
                 self._lr[slot, g].fill_(lr)
-                if isinstance(lr, torch.Tensor) and lr.device.type != "cpu":
-                    # float(lr) would wait for the device: keep the zero test there too
-                    zero = lr == 0
+                if isinstance(lr, torch.Tensor):
+                    # float(lr) would wait for a device: keep the zero test there too (x / NaN is NaN).
+                    # CPU tensors take the same route, so the tests on the CPU exercise it.
+                    divisor = torch.where(lr == 0, float("nan"), -lr)
                     for t in members:
-                        t.snap.div_(-lr).masked_fill_(zero, float("nan"))
+                        t.snap.div_(divisor)
                 else:
-                    lr = float(lr)  # a Python number or a CPU scalar tensor: no device sync
+                    lr = float(lr)
                     for t in members:
                         if lr == 0:
                             t.snap.fill_(float("nan"))  # undefined, not +-inf from a division by 0
