@@ -63,9 +63,10 @@ APPENDIX_ARCHITECTURES = ("regnetx_200mf", "vgg11", "resnet18", "shufflenet_v2",
                           "mobilenet_v2", "efficientnet_b0", "densenet121")
 
 #: Batch size per architecture in the ``quick`` profile. The grouped, depthwise
-#: and densely connected convolutions of EfficientNet-B0 and DenseNet-121 are
-#: slow on a CPU, so they get 16 images per step; everything else 32.
-QUICK_BATCH = {"efficientnet_b0": 16, "densenet121": 16}
+#: and densely connected convolutions of ResNeXt-29, EfficientNet-B0 and
+#: DenseNet-121 are the slowest per image on a CPU (measured with
+#: ``benchmarks/bench_chapters.py``), so they get 16 images per step; everything else 32.
+QUICK_BATCH = {"resnext29_2x32d": 16, "efficientnet_b0": 16, "densenet121": 16}
 _QUICK_DEFAULT_BATCH = 32
 _QUICK_CIFAR_STEPS = 20
 _QUICK_MNIST_STEPS = 40
