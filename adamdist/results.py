@@ -479,11 +479,12 @@ class StatsAccumulator:
         n = x.numel()
         if self._work is None:
             m = self._max_numel
+            # int32 bin indices: half the memory traffic of int64, and bincount reads them faster
             self._work = (torch.empty(m, dtype=torch.float64), torch.empty(m, dtype=torch.float64),
-                          torch.empty(m, dtype=torch.float64), torch.empty(m, dtype=torch.int64))
+                          torch.empty(m, dtype=torch.float64), torch.empty(m, dtype=torch.int32))
         xd, d, w, idx = (b[:n] for b in self._work)
         xd.copy_(x)
-        abs_sum = torch.linalg.vector_norm(xd, 1)
+        abs_sum = torch.abs(xd, out=w).sum()  # faster than linalg.vector_norm(xd, 1) on the CPU
         if not bool(torch.isfinite(abs_sum)):  # some entry is NaN/inf (or |x| sums past 1e308)
             return False
         c = xd[:: max(1, n // 1024)].mean()
@@ -506,14 +507,20 @@ class StatsAccumulator:
         # histogram: position 1 + (x - e0) / width, clamped so under/overflow land in 0 and B + 1
         e0, width, bins = self._uniform
         pos = torch.mul(xd, 1.0 / width, out=w).add_(1.0 - e0 / width).clamp_(0.5, bins + 1.5)
-        k = torch.floor(pos, out=d)
-        frac = pos.sub_(k)
+        idx.copy_(pos)  # conversion truncates towards zero, which is floor() since pos >= 0.5
+        frac = torch.frac(pos, out=d)  # pos - trunc(pos); same dtype, unlike pos - idx
         lo, hi = torch.aminmax(frac)
-        idx.copy_(k)
         tol = 1e-8
         if float(lo) < tol or float(hi) > 1 - tol:
             near = torch.nonzero((frac < tol) | (frac > 1 - tol)).squeeze(1)
-            idx.index_copy_(0, near, self._exact_bucket(x.index_select(0, near).to(torch.float64)))
+            # the nearest edge has index round(pos) - 1; one exact comparison with it decides
+            j = idx.index_select(0, near).to(torch.int64) + (frac.index_select(0, near) > 0.5) - 1
+            j.clamp_(0, bins)
+            xs = x.index_select(0, near).to(torch.float64)
+            edge = self._edges.index_select(0, j)
+            exact = torch.where(xs >= edge, j + 1, j)
+            exact = torch.where((j == bins) & (xs == edge), j, exact)  # the last edge closes the last bin
+            idx.index_copy_(0, near, exact.to(idx.dtype))
         self._hist[slot, name_index] = torch.bincount(idx, minlength=bins + 2)
         sample_idx = self._sample_idx[name_index]
         if sample_idx.numel():

@@ -249,7 +249,8 @@ def test_accumulator_cpu_fast_path_equals_general_path():
     rng = np.random.default_rng(0)
     for edges in (default_edges(), np.linspace(-3, 3, 13), np.linspace(-1.37, 2.9, 51), np.linspace(0.1, 0.7, 7)):
         for dtype in (torch.float32, torch.float64):
-            vals = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf),
+            on_grid = rng.integers(-120, 120, 20_000) * 0.05  # many values on (or within rounding of) edges
+            vals = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), on_grid,
                                    rng.standard_normal(5000) * 3 + 0.5, [7.0, 0.0, -1e30, 1e30]])
             x = torch.tensor(vals, dtype=dtype)
             res = []
