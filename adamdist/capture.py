@@ -199,7 +199,8 @@ class UpdateRecorder:
     steps : int or iterable of int, optional
         Which optimizer steps to record, counted from 1 at the first step after
         :meth:`attach` (attach before training for these to be the paper's
-        :math:`m`). An int ``N`` records steps ``1..N``; an iterable names
+        :math:`m`; ``metadata["optimizer_steps_before_attach"]`` reports the
+        optimizer's own step count at attach time when its state has one). An int ``N`` records steps ``1..N``; an iterable names
         steps (e.g. ``range(1, 1001, 10)``). Default: the first
         :data:`DEFAULT_STEPS` (100). Capacity is preallocated; other steps
         cost two no-op hook calls.
@@ -390,6 +391,10 @@ class UpdateRecorder:
         self._by_group = [(g, [t for t in mine if t.group == g]) for g in groups]
         self._lr = torch.full((n, len(self.optimizer.param_groups)), float("nan"), dtype=torch.float64,
                               device=self.device)
+        # steps are counted from the attach; say so when the optimizer had already stepped (then the recorded
+        # step numbers are not the paper's m). Read here, outside any step: a tensor "step" may sync.
+        state = self.optimizer.state.get(mine[0].param, {})
+        self._steps_before = _jsonable(state["step"]) if "step" in state else None
         self._handles = [self.optimizer.register_step_pre_hook(self._pre_hook),
                          self.optimizer.register_step_post_hook(self._post_hook)]
         return self
@@ -592,6 +597,7 @@ class UpdateRecorder:
             "sharded": [t.name for t in self._tracked if t.sharded],
             "lr_by_step": {str(s): [None if np.isnan(v) else float(v) for v in row] for s, row in zip(steps, lr)},
             "lr_zero_steps": lr_zero,
+            "optimizer_steps_before_attach": getattr(self, "_steps_before", None),
             "torch_version": torch.__version__,
             "device": str(getattr(self, "device", "cpu")),
             "world_size": self.world_size,

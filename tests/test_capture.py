@@ -92,6 +92,16 @@ def test_recorded_updates_equal_manual_computation(with_scheduler):
     assert stats.metadata["optimizer"] == "torch.optim.adam.Adam"
     assert stats.metadata["hyperparameters"][0]["betas"] == [0.9, 0.99]
     assert stats.metadata["shapes"]["0.weight"] == [8, 6]
+    assert stats.metadata["optimizer_steps_before_attach"] is None  # attached before the first step
+
+
+def test_late_attach_is_reported():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    _run(model, opt, None, 3)
+    with UpdateRecorder(opt, model, steps=1) as rec:
+        _run(model, opt, None, 1, first=4)
+    assert rec.result().metadata["optimizer_steps_before_attach"] == 3
 
 
 def test_chosen_steps_and_partial_result():
