@@ -139,7 +139,7 @@ _TOL = 1e-11
 _SADDLE_GRID = np.linspace(-14.0, 14.0, 29)  # logit of the position inside the strip
 _H = 0.1  # first trapezoid step in x where omega = scale * sinh(x); halved until converged
 _CONVERGED = 1e-7  # |T(h) - T(2h)| accepted (relative to max(1, |T|))
-_MAX_NODES = 20000
+_MAX_NODES = 5000
 
 
 # --------------------------------------------------------------------------- weights
@@ -534,7 +534,8 @@ def _objective(r, y2, derivative):
             out = np.log(np.abs(val))
             if not derivative:
                 out -= np.log(np.abs(cc))
-        return np.where(np.isfinite(out), out, np.inf)
+        # -inf (an MGF below 1e-308) is kept: it certifies a negligible probability
+        return np.where(np.isnan(out) | (out == np.inf), np.inf, out)
     return objective
 
 
@@ -557,7 +558,8 @@ def _golden_section(objective, left, right, iterations=40):
 
 
 def _saddle_point(objective, z_lo, z_hi, derivative):
-    """Real c in the strip (z_lo, z_hi) minimising the objective, and the integrand's width in omega."""
+    """Real c in the strip (z_lo, z_hi) minimising the objective, the integrand's width in omega,
+    and a flag per row: +1 (-1) where the probability above (below) 0 of Q is certified < 1e-300."""
     n = len(z_lo)
     u = special.expit(_SADDLE_GRID)
     # Sorted grid over the strip. For the CDF, 0 (the pole of M(z)/z) is left out
@@ -565,6 +567,11 @@ def _saddle_point(objective, z_lo, z_hi, derivative):
     unit = np.concatenate([-u[::-1], np.zeros(1 if derivative else 0), u])
     cs = np.where(unit[None, :] < 0, -z_lo[:, None], z_hi[:, None]) * unit[None, :]
     phi = objective(cs)
+    # Chernoff: P(Q > 0, zeta > zeta0) <= M(c) for c > 0 and P(Q < 0, zeta > zeta0) <= M(c)
+    # for c < 0, so an underflowing M certifies that side's probability below 1e-300.
+    underflow = np.where(np.isneginf(phi) & (cs > 0), 1, np.where(np.isneginf(phi), -1, 0))
+    negligible = np.where((underflow > 0).any(1), 1, np.where((underflow < 0).any(1), -1, 0))
+    phi = np.where(np.isneginf(phi), np.inf, phi)
     best = np.argmin(phi, axis=1)
     rows = np.arange(n)
     c = cs[rows, best]
@@ -584,9 +591,10 @@ def _saddle_point(objective, z_lo, z_hi, derivative):
         room = np.minimum(room, np.abs(c))
     dc = 1e-3 * room
     pt = objective(np.stack([c - dc, c, c + dc], axis=1))
-    curv = (pt[:, 0] - 2 * pt[:, 1] + pt[:, 2]) / (dc * dc)
+    with np.errstate(invalid="ignore", over="ignore"):
+        curv = (pt[:, 0] - 2 * pt[:, 1] + pt[:, 2]) / (dc * dc)
     curv = np.where(np.isfinite(curv) & (curv > 0), curv, 1.0 / (room * room))
-    return c, 1.0 / np.sqrt(curv)
+    return c, 1.0 / np.sqrt(curv), negligible
 
 
 def _truncation(r, c, scale, y, y2, derivative):
@@ -625,7 +633,15 @@ def _upper_tail_block(r: _Reduced, y, derivative):
     # form's matrix v v' - y^2 S W S; the lower one is >= min(d), which is safe.
     z_hi = 0.5 / np.maximum(_top_eigenvalue(r, y2), 1e-300)
     z_lo = 0.5 / (y * y * r.d.min())
-    c, scale = _saddle_point(_objective(r, y2, derivative), z_lo, z_hi, derivative)
+    c, scale, negligible = _saddle_point(_objective(r, y2, derivative), z_lo, z_hi, derivative)
+    if negligible.any():
+        # the flagged rows are known exactly: 0 or p (density 0); work on the others
+        known = np.where(derivative | (negligible > 0), 0.0, p)
+        out = known.astype(np.float64)
+        rest = negligible == 0
+        if rest.any():
+            out[rest] = _upper_tail_block(r, y[rest], derivative)
+        return out
     x_max = _truncation(r, c, scale, y, y2, derivative)
     # Trapezoid in x with step halving: rows whose h and 2h sums differ by more than
     # _CONVERGED are redone with h/2. The rule converges exponentially in 1/h, so
@@ -847,7 +863,7 @@ class AdamUpdateDistribution:
         Returns
         -------
         float or numpy.ndarray
-            ``x`` with ``|cdf(x) - q| < 1e-13`` (or bracketed to 1e-14 relative).
+            ``x`` with ``|cdf(x) - q| < max(1e-12 min(q, 1-q), 1e-15)`` (or bracketed to 1e-14 relative).
         """
         q = check_range(q, "q", 0.0, 1.0)
         flat = q.ravel().astype(np.float64)
@@ -866,18 +882,21 @@ class AdamUpdateDistribution:
             span = np.maximum(Ft[k] - Ft[k - 1], 1e-300)
             x = lo + (hi - lo) * np.clip((qi - Ft[k - 1]) / span, 0.0, 1.0)
             active = np.arange(qi.size)
-            for _ in range(100):
+            for it in range(60):
                 xa = x[active]
                 f_x = np.atleast_1d(self.cdf(xa)) - qi[active]
                 lo[active] = np.where(f_x < 0, xa, lo[active])
                 hi[active] = np.where(f_x < 0, hi[active], xa)
-                done = (np.abs(f_x) < 1e-13) | (hi[active] - lo[active] < 1e-14 * (1 + np.abs(xa)))
+                qa = qi[active]
+                tol = np.maximum(1e-12 * np.minimum(qa, 1.0 - qa), 1e-15)
+                done = (np.abs(f_x) < tol) | (hi[active] - lo[active] < 1e-14 * (1 + np.abs(xa)))
                 active, f_x, xa = active[~done], f_x[~done], xa[~done]
                 if not active.size:
                     break
                 with np.errstate(divide="ignore", invalid="ignore"):
                     step = xa - f_x / np.atleast_1d(self.pdf(xa))
-                ok = np.isfinite(step) & (step > lo[active]) & (step < hi[active])
+                # every third step bisects, so the bracket shrinks even if Newton dithers
+                ok = np.isfinite(step) & (step > lo[active]) & (step < hi[active]) & (it % 3 != 2)
                 x[active] = np.where(ok, step, 0.5 * (lo[active] + hi[active]))
             out[inner] = x
         return scalar_or_array(out.reshape(q.shape))
@@ -892,9 +911,9 @@ class AdamUpdateDistribution:
     def _compute_moments(self):
         if not math.isfinite(self.bound):
             return None
-        # Integrate only over where the law lives: [x_lo, x_hi] with tail mass < 1e-14;
+        # Integrate only over where the law lives: [x_lo, x_hi] with tail mass < 1e-12;
         # a sharp, far-off-centre law would otherwise fall between quadrature nodes.
-        x_lo, x_hi = self._effective_range(1e-14)
+        x_lo, x_hi = self._effective_range(1e-12)
         half, mid = 0.5 * (x_hi - x_lo), 0.5 * (x_hi + x_lo)
         # x = mid + half sin(theta): smooths the algebraic edge behaviour at +-bound.
         th = 0.5 * math.pi * _GL_X

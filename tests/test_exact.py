@@ -301,6 +301,18 @@ def test_beta2_zero_with_momentum_is_heavy_tailed():
     assert 0 < d.cdf(-1e3) < 1e-2 and d.cdf(np.inf) == 1.0
 
 
+@pytest.mark.parametrize("sigma,mean", [(1.0, -100.0), (1e-3, 1.0), (1.0, lambda i: -float(i) ** 2)])
+def test_strongly_noncentral(sigma, mean):
+    # the MGF underflows on one side: the Chernoff bound certifies that side negligible
+    d = update_distribution(5, 0.9, 0.99, sigma=sigma, mean=mean)
+    n = 40_000
+    u = d.rvs(n, random_state=8)
+    assert ks_distance(d, u, 200) <= KS_C / math.sqrt(n)
+    x = np.linspace(-2.5, 2.5, 51)
+    assert np.isfinite(d.cdf(x)).all() and np.isfinite(d.pdf(x)).all()
+    assert abs(d.mean() - u.mean()) < 5 * u.std() / math.sqrt(n)
+
+
 def test_outputs_are_finite_everywhere():
     d = update_distribution(4, 0.9, 0.9, sigma=lambda i: i, mean=lambda i: -i)
     x = np.array([-np.inf, -1e9, -1.0, -1e-12, 0.0, 1e-12, 0.3, 1.0, 1e9, np.inf])
