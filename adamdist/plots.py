@@ -381,7 +381,8 @@ def update_histograms(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_
         parts.append(law[keys + ["x", "density"]].assign(series=law_label))
     data = pd.concat(parts, ignore_index=True)
     x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
-    color = alt.Color("series:N", title=None, scale=alt.Scale(domain=[sample_label, law_label]))
+    domain = [sample_label] if law is None else [sample_label, law_label]
+    color = alt.Color("series:N", title=None, scale=alt.Scale(domain=domain))
     bar_layer = alt.Chart().transform_filter(alt.datum.series == sample_label).mark_bar(
         opacity=0.5, binSpacing=0).encode(
         x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",

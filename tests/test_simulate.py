@@ -287,3 +287,20 @@ def test_runs_on_cuda():
     assert a.metadata["device"].startswith("cuda")
     c = run("average", n=100_000, steps=6, device="cuda")
     assert (compare_with_law(c).ks < compare_with_law(c).ks_band).all()
+
+
+def test_update_histograms_chart():
+    pytest.importorskip("altair")
+    import pandas as pd
+
+    from adamdist.plots import update_histograms
+
+    stats = run("average", n=2000, steps=3, edges=default_edges(3.0, 30))
+    hist = stats.to_frame("hist").assign(case="iid")
+    law = pd.DataFrame({"step": 2, "case": "iid", "x": [0.0, 0.5], "density": [0.3, 0.4]})
+    spec = update_histograms(hist, law, row="case", x_title="update u (1)").to_dict()
+    values = spec["datasets"][next(iter(spec["datasets"]))]
+    assert {v["series"] for v in values} == {"simulation", "exact law"}
+    assert all(np.isfinite(v["left"]) for v in values if v["series"] == "simulation")  # no under/overflow rows
+    bare = update_histograms(hist, x_title="update u (1)").to_dict()
+    assert bare["spec"]["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["simulation"]
