@@ -691,39 +691,65 @@ def _local_sample(global_idx: np.ndarray, shape, local_shape, ranges):
 
 
 # -- comparisons ------------------------------------------------------------------------------------------
-def predicted_law(stats: UpdateStats, beta2: float | None = None):
+def _recorded_betas(stats: UpdateStats):
+    groups = stats.metadata.get("hyperparameters") or [{}]
+    betas = {tuple(g["betas"]) for g in groups if "betas" in g}
+    if len(betas) > 1:
+        raise ValueError(f"param groups have different betas {sorted(betas)}; pass them explicitly")
+    return betas.pop() if betas else None
+
+
+def predicted_law(stats: UpdateStats, beta2: float | None = None, *, exact: bool = False,
+                  beta1: float | None = None):
     r"""Per-step law predicted for a recorded Adam-family run, as ``law(m)``.
 
-    Theorem 1 assumes no momentum (:math:`\beta_1 = 0`), :math:`\epsilon = 0`
-    and a *simple* average of squared gradients. Adam averages with weights
-    :math:`w_i \propto \beta_2^{m-i}` (eqs. 8-9) instead; we use Theorem 1 at the
-    Kish effective number of samples
-    :math:`m_{\mathrm{eff}} = 1/\sum_i w_i^2`
-    (:func:`adamdist.theory.ema_effective_samples`), which equals :math:`m`
-    while :math:`m \ll 1/(1-\beta_2)` and gives the exact two-point law for
-    :math:`\beta_2 = 0`. In between it is an approximation; the exact law of
-    the weighted average is the business of :mod:`adamdist.exact`.
+    Two routes:
+
+    * ``exact=False`` (default, fast): Theorem 1. It assumes no momentum
+      (:math:`\beta_1 = 0`), :math:`\epsilon = 0` and a *simple* average of
+      squared gradients. Adam averages with weights
+      :math:`w_i \propto \beta_2^{m-i}` (eqs. 8-9) instead; we use Theorem 1
+      at the Kish effective number of samples
+      :math:`m_{\mathrm{eff}} = 1/\sum_i w_i^2`
+      (:func:`adamdist.theory.ema_effective_samples`), which equals :math:`m`
+      while :math:`m \ll 1/(1-\beta_2)` (to 0.01% for :math:`m \le 30`,
+      :math:`\beta_2 = 0.999`) and gives the exact two-point law for
+      :math:`\beta_2 = 0`. In between it is an approximation.
+    * ``exact=True``: :func:`adamdist.exact.update_distribution` with the run's
+      :math:`(\beta_1, \beta_2)`, the exact law of PyTorch's Adam update for
+      i.i.d. standard Gaussian gradients, momentum included. About a second
+      per step on a CPU, so meant for a few chosen steps.
+
+    Both assume zero-mean gradients, for which the law is symmetric, so the
+    sign convention of the recorded :math:`u` (:math:`+\Delta\theta/\eta`,
+    the negative of Adam's direction) does not matter. Weight decay (AdamW) and
+    :math:`\epsilon` are not modelled.
 
     Parameters
     ----------
     stats : UpdateStats
-        A recorder result; ``beta2`` is read from its metadata when not given.
-    beta2 : float, optional
-        Overrides the recorded ``betas[1]``; ``None`` with no recorded betas
-        means the simple average of Theorem 1 (:math:`m_{\mathrm{eff}} = m`).
+        A recorder result; the betas are read from its metadata when not given.
+    beta2, beta1 : float, optional
+        Override the recorded ``betas``. With ``exact=False``, ``beta2=None``
+        and no recorded betas mean the simple average of Theorem 1.
+    exact : bool
+        Use :mod:`adamdist.exact` (see above).
     """
     from . import theory
 
-    if beta2 is None:
-        groups = stats.metadata.get("hyperparameters") or [{}]
-        betas = {tuple(g["betas"]) for g in groups if "betas" in g}
-        if len(betas) > 1:
-            raise ValueError(f"param groups have different betas {sorted(betas)}; pass beta2 explicitly")
-        if betas:
-            beta1, beta2 = betas.pop()
-            if beta1 != 0:
-                raise ValueError(f"Theorem 1 assumes no momentum (beta1 = 0); this run has beta1 = {beta1}. "
-                                 f"Pass beta2 explicitly to compare anyway.")
+    recorded = _recorded_betas(stats)
+    if beta1 is None:
+        beta1 = recorded[0] if recorded else 0.0
+    if beta2 is None and recorded:
+        beta2 = recorded[1]
+    if exact:
+        from . import exact as exact_laws
+
+        b1, b2 = float(beta1), 0.999 if beta2 is None else float(beta2)
+        return lambda m: exact_laws.update_distribution(int(m), beta1=b1, beta2=b2)
+    if beta1 != 0:
+        raise ValueError(f"Theorem 1 assumes no momentum (beta1 = 0); this run has beta1 = {beta1}. "
+                         f"Use exact=True for Adam's exact law with momentum, or pass beta1=0 to compare anyway.")
     if beta2 is None:
         return theory.update_distribution
 
@@ -735,6 +761,11 @@ def predicted_law(stats: UpdateStats, beta2: float | None = None):
     return law
 
 
-def compare_with_theory(stats: UpdateStats, beta2: float | None = None):
-    """:func:`adamdist.results.compare_with_law` against :func:`predicted_law` (KS and variance per step)."""
-    return compare_with_law(stats, predicted_law(stats, beta2))
+def compare_with_theory(stats: UpdateStats, beta2: float | None = None, *, exact: bool = False,
+                        beta1: float | None = None):
+    """:func:`adamdist.results.compare_with_law` against :func:`predicted_law` (KS and variance per step).
+
+    With ``exact=True`` restrict ``stats`` to a few steps first
+    (``stats.select(steps=[...])``): each step's exact law costs about a second.
+    """
+    return compare_with_law(stats, predicted_law(stats, beta2, exact=exact, beta1=beta1))

@@ -292,6 +292,25 @@ def test_adam_on_gaussian_gradients_matches_theorem_1():
     assert predicted_law(stats)(5).var() == pytest.approx(theory.update_distribution(5).var(), rel=0.01)
 
 
+def test_adam_with_momentum_matches_the_exact_law():
+    """Adam(0.9, 0.999) on Gaussian gradients: adamdist.exact's law (momentum included), steps 2 and 3."""
+    n, steps = 20_000, 3
+    w = torch.nn.Parameter(torch.zeros(n))
+    opt = torch.optim.Adam([w], lr=1e-3, betas=(0.9, 0.999), eps=1e-30)
+    gen = torch.Generator().manual_seed(7)
+    with UpdateRecorder(opt, {"w": w}, steps=steps, sample_size=2000, seed=1) as rec:
+        for _ in range(steps):
+            opt.zero_grad()
+            (w * torch.randn(n, generator=gen)).sum().backward()
+            opt.step()
+    table = compare_with_theory(rec.result().select(steps=[2, 3]), exact=True)
+    assert (table["ks"] < table["ks_band"]).all(), table
+    np.testing.assert_allclose(table["var_ratio"], 1.0, atol=0.04)
+    # Theorem 1 does not apply with momentum, and says so
+    with pytest.raises(ValueError, match="exact=True"):
+        compare_with_theory(rec.result())
+
+
 def test_predicted_law_refuses_momentum():
     model = _mlp()
     opt = torch.optim.Adam(model.parameters(), betas=(0.9, 0.999))
@@ -299,7 +318,8 @@ def test_predicted_law_refuses_momentum():
         _run(model, opt, None, 1)
     with pytest.raises(ValueError, match="beta1"):
         predicted_law(rec.result())
-    assert predicted_law(rec.result(), beta2=0.0)(3).var() == pytest.approx(1.0)  # two-point law at m_eff = 1
+    # told to ignore the momentum, and with beta2 = 0: the two-point law (m_eff = 1) at every step
+    assert predicted_law(rec.result(), beta1=0.0, beta2=0.0)(3).var() == pytest.approx(1.0)
 
 
 def _free_port():
