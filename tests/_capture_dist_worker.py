@@ -49,8 +49,11 @@ def ddp(rank, out):
     rec0 = UpdateRecorder(opt, model, steps=STEPS, sample_size=10, bins=16)
     rec_all = UpdateRecorder(opt, model, steps=STEPS, sample_size=10, bins=16, all_ranks=True)
     with rec0, rec_all:
+        # while attached: rank 0 carries both recorders' hooks, rank 1 only those of rec_all
+        info = {"hooks_while_attached": len(opt._optimizer_step_pre_hooks) + len(opt._optimizer_step_post_hooks),
+                "rec0_buffers": len(rec0._acc)}
         _train(ddp_model, opt)
-    info = {"plain_is_none": rec0.result() is None, "n_hooks": len(opt._optimizer_step_pre_hooks)}
+    info.update({"plain_is_none": rec0.result() is None, "n_hooks": len(opt._optimizer_step_pre_hooks)})
     rec0.result(broadcast=True).save(os.path.join(out, f"ddp_broadcast_{rank}.npz"))
     rec_all.result().save(os.path.join(out, f"ddp_all_{rank}.npz"))
     with open(os.path.join(out, f"ddp_info_{rank}.json"), "w") as fh:

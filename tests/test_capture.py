@@ -355,6 +355,9 @@ def test_ddp_identical_on_every_rank_rank0_pays(dist_runs):
     info = [json.loads((dist_runs / f"ddp_info_{r}.json").read_text()) for r in (0, 1)]
     assert info[0]["plain_is_none"] is False and info[1]["plain_is_none"] is True  # only rank 0 recorded
     assert info[0]["n_hooks"] == info[1]["n_hooks"] == 0
+    # rank 1 pays nothing for rec0: no hooks, no buffers
+    assert info[0]["hooks_while_attached"] == 4 and info[1]["hooks_while_attached"] == 2
+    assert info[0]["rec0_buffers"] == 1 and info[1]["rec0_buffers"] == 0
     bcast = [load(dist_runs / f"ddp_broadcast_{r}.npz") for r in (0, 1)]
     own = [load(dist_runs / f"ddp_all_{r}.npz") for r in (0, 1)]
     _assert_same(bcast[0], bcast[1])
