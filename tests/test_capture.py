@@ -398,3 +398,18 @@ def test_no_host_sync_in_the_step_on_cuda():
             finally:
                 torch.cuda.set_sync_debug_mode("default")
     assert rec.result().metadata["device"].startswith("cuda")
+
+
+@pytest.mark.parametrize("shape,ranges", [((5, 7), {0: (3, 5)}), ((4, 6), {1: (3, 6)}), ((3, 4, 5), {0: (0, 2), 2: (2, 5)}),
+                                          ((5, 7), {0: (5, 5)})])
+def test_local_sample_maps_global_coordinates_into_the_shard(shape, ranges):
+    """The shard bookkeeping behind FSDP2 (Shard(0)) and other DTensor layouts (Shard(d), several mesh dims)."""
+    from adamdist.capture import _local_sample
+
+    full = np.arange(np.prod(shape)).reshape(shape) * 10
+    local = full[tuple(slice(*ranges.get(d, (0, n))) for d, n in enumerate(shape))]
+    global_idx = np.sort(np.random.default_rng(0).choice(full.size, size=min(17, full.size), replace=False))
+    cols, local_idx = _local_sample(global_idx, shape, local.shape, ranges)
+    held = [i for i, g in enumerate(global_idx) if local.size and np.isin(full.ravel()[g], local)]
+    assert cols.tolist() == held
+    np.testing.assert_array_equal(local.ravel()[local_idx], full.ravel()[global_idx[cols]])
