@@ -304,3 +304,15 @@ def test_update_histograms_chart():
     assert all(np.isfinite(v["left"]) for v in values if v["series"] == "simulation")  # no under/overflow rows
     bare = update_histograms(hist, x_title="update u (1)").to_dict()
     assert bare["spec"]["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["simulation"]
+
+
+def test_adam_with_momentum_matches_exact_law():
+    """torch.optim.Adam's recursion (beta1 = 0.9, EMA preconditioner) against adamdist.exact's exact law."""
+    exact = pytest.importorskip("adamdist.exact")
+    steps = [2, 5, 10]
+    stats = run("adam", n=50_000, steps=10, beta1=0.9, beta2=0.999, eps=0.0, record=steps,
+                gradients=Normal(mean=0.3), seed=4)
+    # exact describes +a.g / sqrt(g.W g); the step taken is its negative, i.e. the law with the mean negated
+    table = compare_with_law(stats, lambda m: exact.update_distribution(m, 0.9, 0.999, mean=-0.3))
+    assert (table.ks < table.ks_band).all(), table
+    np.testing.assert_allclose(table.var_ratio, 1.0, atol=0.04)
