@@ -244,8 +244,11 @@ def test_progress_bar_goes_to_stderr(capsys):
     assert captured.out == ""
 
 
-def test_accumulator_cpu_fast_path_equals_general_path():
+@pytest.mark.parametrize("chunk", [None, 4096])
+def test_accumulator_cpu_fast_path_equals_general_path(chunk, monkeypatch):
     """The arithmetic-binning fast path (CPU, finite values, uniform edges) is exact, edges included."""
+    if chunk is not None:  # several blocks per tensor, as for tensors of more than 2**18 entries
+        monkeypatch.setattr("adamdist.results._CHUNK", chunk)
     rng = np.random.default_rng(0)
     for edges in (default_edges(), np.linspace(-3, 3, 13), np.linspace(-1.37, 2.9, 51), np.linspace(0.1, 0.7, 7)):
         for dtype in (torch.float32, torch.float64):
