@@ -533,16 +533,30 @@ class StatsAccumulator:
         lo, hi = torch.aminmax(frac)
         tol = 1e-8
         if float(lo) < tol or float(hi) > 1 - tol:
-            near = torch.nonzero((frac < tol) | (frac > 1 - tol)).squeeze(1)
-            # the nearest edge has index round(pos) - 1; one exact comparison with it decides
-            j = idx.index_select(0, near).to(torch.int64) + (frac.index_select(0, near) > 0.5) - 1
-            j.clamp_(0, bins)
-            xs = x.index_select(0, near).to(torch.float64)
-            edge = self._edges.index_select(0, j)
-            exact = torch.where(xs >= edge, j + 1, j)
-            exact = torch.where((j == bins) & (xs == edge), j, exact)  # the last edge closes the last bin
-            idx.index_copy_(0, near, exact.to(idx.dtype))
+            near = (frac < tol) | (frac > 1 - tol)
+            if int(near.sum()) * 16 < near.numel():  # a few entries: fix them one by one
+                where = torch.nonzero(near).squeeze(1)
+                fixed = self._rebin_near_edge(idx.index_select(0, where), frac.index_select(0, where),
+                                              xd.index_select(0, where))
+                idx.index_copy_(0, where, fixed)
+            else:  # many (e.g. updates of exactly +-1 at step 1): one vectorised pass over the block
+                idx.copy_(torch.where(near, self._rebin_near_edge(idx, frac, xd), idx))
         return torch.bincount(idx, minlength=bins + 2)
+
+    def _rebin_near_edge(self, idx, frac, xd):
+        """Exact bins of entries that lie within rounding of an edge (same dtype as ``idx``).
+
+        The nearest edge has index ``round(pos) - 1``; one exact float64 comparison with it
+        decides between the bins on either side.
+        """
+        import torch
+
+        bins = self.edges.size - 1
+        j = (idx.to(torch.int64) + (frac > 0.5) - 1).clamp_(0, bins)
+        edge = self._edges.index_select(0, j)
+        exact = torch.where(xd >= edge, j + 1, j)
+        exact = torch.where((j == bins) & (xd == edge), j, exact)  # the last edge closes the last bin
+        return exact.to(idx.dtype)
 
     def _exact_bucket(self, x):
         """Bin index (0 = underflow, B + 1 = overflow) with numpy.histogram's edge rules."""

@@ -255,8 +255,13 @@ def test_accumulator_cpu_fast_path_equals_general_path(chunk, monkeypatch):
             on_grid = rng.integers(-120, 120, 20_000) * 0.05  # many values on (or within rounding of) edges
             vals = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), on_grid,
                                    rng.standard_normal(5000) * 3 + 0.5, [7.0, 0.0, -1e30, 1e30]])
+            few = np.concatenate([rng.standard_normal(30_000), edges[::7]])  # a few near edges
             x = torch.tensor(vals, dtype=dtype)
             res = []
+            y = torch.tensor(few, dtype=dtype)
+            acc = StatsAccumulator(["a"], [y.numel()], 1, edges)
+            acc.record(0, 0, y)
+            np.testing.assert_array_equal(acc.result().hist[0, 0], np.histogram(y.double().numpy(), edges)[0])
             for fast in (True, False):
                 acc = StatsAccumulator(["a"], [x.numel()], 1, edges, sample_size=10)
                 if not fast:
