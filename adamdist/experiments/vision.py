@@ -367,19 +367,21 @@ def run(config, folder=None) -> UpdateStats:
 KS_THRESHOLD = 0.05
 
 
-def comparison(stats: UpdateStats, beta2: float | None = None):
+def comparison(stats: UpdateStats, beta2: float | None = None, beta1: float | None = None):
     """KS distance and variance ratio per (step, tensor) against Theorem 1 at Adam's effective ``m``.
 
     :func:`adamdist.capture.compare_with_theory` (Theorem 1 at the Kish
     effective sample size of Adam's bias-corrected average, about :math:`m`
     here) plus ``within_band`` (KS below the 99% band) and ``abs_var_ratio``
     (measured / predicted variance of :math:`|u|`, Corollary 2).
+    ``beta1=0`` compares a run with momentum against Theorem 1 anyway (the
+    recorder refuses otherwise, since the theorem assumes no momentum).
     """
     from .. import theory
     from ..capture import compare_with_theory
 
     beta2 = stats.metadata.get("config", {}).get("beta2") if beta2 is None else beta2
-    frame = compare_with_theory(stats, beta2)
+    frame = compare_with_theory(stats, beta2, beta1=beta1)
     m_eff = np.array([float(theory.ema_effective_samples(beta2, m)) if beta2 is not None else float(m)
                       for m in frame["step"]])
     abs_pred = np.where(m_eff > 1 + 1e-9, theory.abs_update_variance(np.maximum(m_eff, 1.0)), 0.0)
