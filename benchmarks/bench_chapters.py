@@ -53,6 +53,24 @@ def execute(path: Path, timeout: int) -> tuple[float, list[tuple[float, str]]]:
     return total, cells
 
 
+def training_runs(cache: Path) -> list[str]:
+    """One line per cached experiment result: model, batch, steps and its training time."""
+    from adamdist.results import load
+
+    lines = []
+    for path in sorted(cache.glob("*.npz"), key=lambda p: p.stat().st_mtime):
+        meta = load(path).metadata
+        config = meta.get("config", {})
+        seconds = meta.get("train_seconds")
+        if seconds is None:
+            continue
+        steps = config.get("steps", 0) or 1
+        lines.append(f"{config.get('arch', meta.get('experiment', '?')):>16} seed {config.get('seed')} "
+                     f"beta1 {config.get('beta1')} batch {config.get('batch_size'):>3} steps {steps:>3}: "
+                     f"{seconds:6.1f} s training, {seconds / steps:5.2f} s/step")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapters", nargs="*", default=list(DEFAULT_CHAPTERS), help="MyST notebooks to run")
@@ -80,6 +98,9 @@ def main(argv=None) -> int:
         for seconds, first in sorted(cells, reverse=True)[:args.top]:
             print(f"    {seconds:7.1f} s  {first}")
     print(f"total: {grand:.1f} s ({grand / 60:.1f} min)")
+    print("training runs (recorder included):")
+    for line in training_runs(cache):
+        print("    " + line)
     return 0
 
 
