@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -83,8 +84,9 @@ def main(argv=None) -> None:
             fn(args.n, args.steps, args.seed)
             best[name] = min(best[name], time.perf_counter() - t0)
     base = best["floor (random numbers only)"]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # the machine may be shared: say how busy it was
     print(f"N = {args.n:.0e}, T = {args.steps}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"best of {args.repeat}")
+          f"best of {args.repeat}, load average {load} on {os.cpu_count()} CPUs")
     for name, sec in best.items():
         print(f"  {name:38s} {sec:8.3f} s  {sec / args.steps * 1e3:7.2f} ms/step  {sec / base:5.2f}x floor")
     e, o = best["engine (adamdist.simulate.run)"], best["torch.optim.Adam + same statistics"]
