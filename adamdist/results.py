@@ -419,6 +419,10 @@ class StatsAccumulator:
         self._steps = np.zeros(s, dtype=np.int64)
         self._max_numel = max([int(k) for k in numels], default=0)
         self._uniform = _uniform_grid(self.edges)
+        if self._uniform is not None:  # pos = 1 + (x - e0) / width as one fused multiply-add
+            e0, width, _ = self._uniform
+            self._hist_offset = torch.tensor(1.0 - e0 / width, dtype=torch.float64)
+            self._hist_scale = torch.tensor(1.0 / width, dtype=torch.float64)
         self._work = None  # CPU scratch buffers of the fast path, allocated on first use
 
     def record(self, slot: int, name_index: int, values) -> None:
@@ -498,9 +502,8 @@ class StatsAccumulator:
             if not bool(torch.isfinite(abs_sum)):  # some entry is NaN/inf (or |x| sums past 1e308)
                 return False
             torch.sub(xd, c, out=d)
-            s2 = torch.dot(d, d)
-            s3 = torch.dot(torch.mul(d, d, out=w), d)
-            sums += torch.stack([abs_sum, d.sum(), s2, s3])
+            d2 = torch.mul(d, d, out=w)
+            sums += torch.stack([abs_sum, d.sum(), d2.sum(), torch.dot(d2, d)])
             counts += self._block_histogram(block, xd, d, w, idx)
         abs_sum, s1, s2, s3 = sums / n
         var = s2 - s1 * s1
@@ -527,7 +530,7 @@ class StatsAccumulator:
 
         # position 1 + (x - e0) / width, clamped so under/overflow land in 0 and B + 1
         e0, width, bins = self._uniform
-        torch.mul(xd, 1.0 / width, out=pos).add_(1.0 - e0 / width).clamp_(0.5, bins + 1.5)
+        torch.addcmul(self._hist_offset, xd, self._hist_scale, out=pos).clamp_(0.5, bins + 1.5)
         idx.copy_(pos)  # conversion truncates towards zero, which is floor() since pos >= 0.5
         torch.frac(pos, out=frac)  # pos - trunc(pos); same dtype, unlike pos - idx
         lo, hi = torch.aminmax(frac)
