@@ -234,5 +234,34 @@ def test_tiny_run_replays_exactly(tmp_path):
     assert set(table["model"]) == set(sims)
     err = tx.replay_error(upd, sims["replay"], name)
     assert (err["max_abs_error"] < 1e-3).all() and (err["share_off"] == 0).all()
+    modes = tx.replay_modes(upd, grad, cfg.beta1, cfg.beta2, cfg.eps, names=[name])
+    assert (modes.modes_captured == modes.modes_exact).all()  # no rounding artefacts at lr = 1e-2
     props = tx.gradient_properties(grad, ["encoder.embed_tokens.weight"])
     assert (props["zero_fraction"] > 0.3).all()  # most of a 120-sentence vocabulary is absent from a batch
+
+
+def _grad_stats(samples):
+    from adamdist.results import UpdateStats
+
+    steps, k = samples.shape
+    z = np.zeros((steps, 1))
+    return UpdateStats(steps=np.arange(1, steps + 1), names=["w"], edges=[-1.0, 1.0], count=z + k, mean=z,
+                       var=z + 1, abs_var=z, skew=z, nonfinite=z, hist=np.ones((steps, 1, 1)), underflow=z,
+                       overflow=z, samples={"w": samples})
+
+
+def test_gradient_persistence():
+    rng = np.random.default_rng(0)
+    fixed = _grad_stats(np.abs(rng.normal(size=(12, 500))) + 0.1)
+    noise = _grad_stats(rng.normal(size=(12, 500)))
+    assert tx.gradient_persistence(fixed).sign_agreement.iloc[0] == 1.0
+    assert 0.5 <= tx.gradient_persistence(noise).sign_agreement.iloc[0] < 0.75
+    assert tx.gradient_persistence(fixed).snr.iloc[0] > tx.gradient_persistence(noise).snr.iloc[0]
+
+
+def test_time_shuffled_keeps_each_coordinates_values():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 50))
+    draw = tx._time_shuffled_gradients(x, seed=3)
+    out = np.stack([draw(t, 50, None, "cpu", torch.float64).numpy() for t in range(1, 7)])
+    assert np.allclose(np.sort(out, axis=0), np.sort(x, axis=0)) and not np.allclose(out, x)

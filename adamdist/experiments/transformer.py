@@ -39,7 +39,7 @@ __all__ = [
     "TransformerRun", "GradientsOf", "configs", "run", "gradients", "train",
     "inverse_sqrt_factor", "layer_kind", "pick_layer", "mode_locations", "peak_table",
     "layer_summary", "hill_tail_index", "gradient_properties", "hypothesis_runs",
-    "replay_gradients", "replay_error", "ks_table", "two_sample_ks",
+    "replay_gradients", "replay_error", "gradient_persistence", "replay_modes", "ks_table", "two_sample_ks",
 ]
 
 
@@ -123,8 +123,8 @@ def configs(which: str | None = None) -> dict:
     ``"fairseq_no_warmup"``: the same at a constant 3e-4 (RAdam's
     "Adam without warm-up" baseline); ``paper`` profile only.
 
-    ``quick`` trains on ``valid`` with 1024 tokens per batch, 20 steps without
-    and 12 steps with gradient recording, so that the chapter runs on a CPU; ``paper`` on ``train`` with fairseq's
+    ``quick`` trains on ``valid`` (20 steps, 12 for ``fairseq``, 1024 tokens
+    per batch) so that the chapter runs on a CPU; ``paper`` on ``train`` with fairseq's
     4096 tokens per batch for 100 steps.
     """
     which = profile() if which is None else which
@@ -135,10 +135,9 @@ def configs(which: str | None = None) -> dict:
     else:
         raise ValueError(f"profile must be 'quick' or 'paper', got {which!r}")
     out = {
-        # the gradients of one run are enough for the hypothesis test; recording them costs
-        # as much as recording the updates (a full pass over every tensor per step), so the
-        # quick fairseq run is shorter to keep the chapter's CPU time in budget
-        "theory": dataclasses.replace(base, beta1=0.0, warmup_updates=0, record_grad=(which == "paper")),
+        "theory": dataclasses.replace(base, beta1=0.0, warmup_updates=0),
+        # shorter in quick: recording every tensor's gradient as well doubles the capture cost,
+        # and at warm-up rates nothing changes much after the first steps
         "fairseq": base if which == "paper" else dataclasses.replace(base, steps=12),
     }
     if which == "paper":
@@ -441,6 +440,44 @@ def replay_gradients(sample: np.ndarray):
     return replay
 
 
+def _time_shuffled_gradients(sample: np.ndarray, seed: int = 0):
+    """Each coordinate's own recorded gradients, in a random order of the steps (per coordinate).
+
+    Keeps what is particular to each coordinate (its mean, its sparsity, its
+    scale) and drops the order in time (growth, trends).
+    """
+    data = np.asarray(sample, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random(data.shape), axis=0)
+    return replay_gradients(np.take_along_axis(data, order, axis=0))
+
+
+def gradient_persistence(grad: UpdateStats, names=None) -> pd.DataFrame:
+    """Per tensor: how much each coordinate's gradient keeps its sign over the recorded steps.
+
+    For each sampled coordinate with a non-zero mean over the steps,
+    ``sign_agreement`` is the share of its non-zero gradients with the sign of
+    that mean (0.5 for zero-mean noise, 1 for a fixed direction), and ``snr``
+    is :math:`|\\text{mean}| / \\text{std}` over the steps. The columns are
+    medians over the coordinates. i.i.d. zero-mean gradients, which every
+    model of the paper's section 6 assumes, give about 0.5 and a small ``snr``.
+    """
+    names = grad.names if names is None else names
+    rows = []
+    for name in names:
+        x = grad.samples[name]
+        x = np.where(np.isfinite(x), x, 0.0)
+        mean = x.mean(axis=0)
+        sd = x.std(axis=0)
+        nonzero = x != 0
+        ok = (mean != 0) & (nonzero.sum(axis=0) > 0)
+        agree = ((np.sign(x) == np.sign(mean)) & nonzero).sum(axis=0)[ok] / nonzero.sum(axis=0)[ok]
+        snr = np.abs(mean[ok]) / np.where(sd[ok] > 0, sd[ok], np.nan)
+        rows.append({"name": name, "sign_agreement": float(np.median(agree)) if agree.size else float("nan"),
+                     "snr": float(np.nanmedian(snr)) if snr.size else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def _bootstrap_gradients(sample: np.ndarray):
     """Draw each step's gradients from that step's recorded values, independently over time."""
     import torch
@@ -496,6 +533,9 @@ def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: fl
         the real gradients of the sampled coordinates, each its own sequence
         (must reproduce the real updates up to float32 rounding of
         :math:`\\theta`; a check, not a model);
+    ``"time-shuffled"``
+        every coordinate's own real gradients with the steps in a random
+        order: each coordinate's mean, sparsity and scale, without growth;
     ``"bootstrap"``
         each step's gradients drawn from that step's real values,
         independently over time and coordinates: the real per-step marginal
@@ -524,6 +564,7 @@ def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: fl
     models = {
         "replay": (replay_gradients(sample), sample.shape[1]),
         "bootstrap": (_bootstrap_gradients(sample), n),
+        "time-shuffled": (_time_shuffled_gradients(sample, seed), sample.shape[1]),
         "sparse+heavy+varying": (_parametric_gradients(zf, ti, sc), n),
         "heavy+varying": (_parametric_gradients(zf, ti, sc, sparse=False), n),
         "sparse+varying": (_parametric_gradients(zf, ti, sc, heavy=False), n),
@@ -556,6 +597,38 @@ def replay_error(update: UpdateStats, replay: UpdateStats, name: str, tol: float
         d = d[np.isfinite(d)]
         rows.append({"step": int(step), "name": name, "median_abs_error": float(np.median(d)),
                      "max_abs_error": float(d.max()), "share_off": float((d > tol).mean())})
+    return pd.DataFrame(rows)
+
+
+def replay_modes(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: float, eps: float = 1e-8,
+                 names=None, **rule) -> pd.DataFrame:
+    """Per (name, step): modes of the captured updates and of Adam replayed exactly on their gradients.
+
+    For every tensor, Adam is re-run in float64 on the recorded gradients of
+    the sampled coordinates (:func:`replay_gradients`), and the modes of the
+    two histograms of the *same* coordinates on the run's bins are counted
+    (:func:`adamdist.simulate.count_modes`). Modes that the captured updates
+    have and the replay lacks come from the float32 rounding of
+    :math:`\\theta_t - \\theta_{t-1}` (see :func:`replay_error`).
+    """
+    import torch
+
+    from ..simulate import count_modes
+    from ..simulate import run as simulate
+
+    names = update.names if names is None else names
+    rows = []
+    for name in names:
+        g = grad.samples[name]
+        rep = simulate("adam", n=g.shape[1], steps=g.shape[0], beta1=beta1, beta2=beta2, eps=eps,
+                       gradients=replay_gradients(g), edges=update.edges, sample_size=g.shape[1],
+                       dtype=torch.float64, name=name, progress=False)
+        real, exact = update.samples[name], rep.samples[name]
+        for i, step in enumerate(update.steps):
+            a, b = real[i][np.isfinite(real[i])], exact[i][np.isfinite(exact[i])]
+            rows.append({"name": name, "kind": layer_kind(name), "step": int(step),
+                         "modes_captured": count_modes(np.histogram(a, update.edges)[0], **rule),
+                         "modes_exact": count_modes(np.histogram(b, update.edges)[0], **rule)})
     return pd.DataFrame(rows)
 
 
