@@ -190,6 +190,17 @@ def _two_point(value):
     return stats.rv_discrete(name="adam_update_m1", values=([-value, value], [0.5, 0.5]))
 
 
+def _frozen_args(m, c, vectorised_alternative: str):
+    """Validated scalar ``m`` and the scale ``sqrt(c)`` of a frozen law."""
+    m_arr = _check_m(m)
+    if m_arr.ndim:
+        raise TypeError(f"m must be a scalar for a frozen distribution; use {vectorised_alternative} for arrays")
+    c_arr = _check_c(c, m_arr)
+    if c_arr.ndim:
+        raise TypeError("c must be a scalar for a frozen distribution")
+    return float(m_arr), float(np.sqrt(c_arr))
+
+
 def update_distribution(m, c=None):
     r"""Law of the Adam update at step :math:`m` (Theorem 1, eq. 30).
 
@@ -231,16 +242,10 @@ def update_distribution(m, c=None):
     >>> update_distribution(3).support()
     (np.float64(-1.7320508075688772), np.float64(1.7320508075688772))
     """
-    m_arr = _check_m(m)
-    if m_arr.ndim:
-        raise TypeError("m must be a scalar for a frozen distribution; use update_variance for arrays")
-    c_arr = _check_c(c, m_arr)
-    if c_arr.ndim:
-        raise TypeError("c must be a scalar for a frozen distribution")
-    scale = float(np.sqrt(c_arr))
-    if float(m_arr) == 1.0:
+    m_val, scale = _frozen_args(m, c, "update_variance")
+    if m_val == 1.0:
         return _two_point(scale)
-    return adam_update(float(m_arr), scale=scale)
+    return adam_update(m_val, scale=scale)
 
 
 def abs_update_distribution(m, c=None):
@@ -254,16 +259,10 @@ def abs_update_distribution(m, c=None):
     magnitude is the constant :math:`\sqrt c`, returned as a one-point
     :class:`scipy.stats.rv_discrete`.
     """
-    m_arr = _check_m(m)
-    if m_arr.ndim:
-        raise TypeError("m must be a scalar for a frozen distribution; use abs_update_variance for arrays")
-    c_arr = _check_c(c, m_arr)
-    if c_arr.ndim:
-        raise TypeError("c must be a scalar for a frozen distribution")
-    scale = float(np.sqrt(c_arr))
-    if float(m_arr) == 1.0:
+    m_val, scale = _frozen_args(m, c, "abs_update_variance")
+    if m_val == 1.0:
         return stats.rv_discrete(name="abs_adam_update_m1", values=([scale], [1.0]))
-    return abs_adam_update(float(m_arr), scale=scale)
+    return abs_adam_update(m_val, scale=scale)
 
 
 def squared_update_distribution(m, c=None):
