@@ -264,3 +264,20 @@ def test_update_bound_proposition1():
         T.update_bound(3, 1.5)
     with pytest.raises(ValueError, match="t must lie"):
         T.update_bound(0)
+
+
+def test_special_cases_of_g_eqs_25_to_27():
+    g = np.linspace(1e-6, 2.0, 50)
+    # eq. (26): m = 3, F(g) = sqrt(g / 3); eq. (27) corrected: m = 2, the arcsine law on (0, 2)
+    np.testing.assert_allclose(T.squared_update_distribution(3).cdf(g), np.sqrt(g / 3), atol=1e-14)
+    np.testing.assert_allclose(T.squared_update_distribution(2).cdf(g),
+                               2 / np.pi * np.arcsin(np.sqrt(g / 2)), atol=1e-14)
+    # eq. (25): chi-square with one degree of freedom as m grows, the gap shrinking like 1/m
+    grid = np.linspace(1e-4, 10, 200)
+    gaps = [np.abs(T.squared_update_distribution(m).cdf(grid) - stats.chi2.cdf(grid, 1)).max()
+            for m in (1e2, 1e3, 1e4)]
+    assert gaps[2] < 1e-4 and gaps[1] / gaps[2] == pytest.approx(10, rel=0.2)
+    # and by simulation from the definition G = m Z / (Z + H)
+    rng = np.random.default_rng(7)
+    z, h = rng.chisquare(1, 100_000), rng.chisquare(2, 100_000)
+    assert stats.kstest(3 * z / (z + h), lambda t: np.sqrt(np.clip(t, 0, 3) / 3)).statistic < 1.63 / np.sqrt(1e5)
