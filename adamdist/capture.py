@@ -274,6 +274,9 @@ class UpdateRecorder:
         self._state = "new"
         self._handles = []
         self._acc = {}
+        # per kind: sampled values in global coordinates, and sums of |x| for Chan's combination of shards
+        self._samples = {}
+        self._abs_sum = {}
         self._host = None
         self._step = 0
         self._rows = 0
@@ -377,8 +380,8 @@ class UpdateRecorder:
                                    seed=self.seed, device=self.device)
             f64 = dict(dtype=torch.float64, device=self.device)
             # zeros, not NaN: in a sharded result every column is owned by one rank and the others add 0
-            acc._adamdist_samples = [torch.zeros((n, t.sample_global.size), **f64) for t in self._tracked]
-            acc._adamdist_abs_sum = torch.zeros((n, len(self._tracked)), **f64)  # for Chan's |u| combination
+            self._samples[kind] = [torch.zeros((n, t.sample_global.size), **f64) for t in self._tracked]
+            self._abs_sum[kind] = torch.zeros((n, len(self._tracked)), **f64)
             self._acc[kind] = acc
         for t in mine:
             t.index = self.names.index(t.name)
@@ -407,7 +410,7 @@ class UpdateRecorder:
             h.remove()
         self._handles = []
         self._host = self._local_host()
-        self._acc = {}
+        self._acc, self._samples, self._abs_sum = {}, {}, {}
         self._lr = None
         for t in self._tracked:
             t.snap = None
@@ -432,11 +435,10 @@ class UpdateRecorder:
             return
         with torch.no_grad():
             if self.record_grad:
-                acc = self._acc["grad"]
                 for t in self._mine:
                     grad = t.param.grad
                     if grad is not None:
-                        self._record(acc, slot, t, t.local(grad))
+                        self._record("grad", slot, t, t.local(grad))
             # theta_{t-1}; one multi-tensor launch where the backend has it
             torch._foreach_copy_([t.snap for t in self._mine], [t.local(t.param) for t in self._mine])
 
@@ -447,7 +449,6 @@ class UpdateRecorder:
         if slot is None:
             return
         self._active = None
-        acc = self._acc["update"]
         with torch.no_grad():
             snaps = [t.snap for t in self._mine]
             # snap <- theta_{t-1} - theta_t; dividing by -lr below gives (theta_t - theta_{t-1}) / lr
@@ -470,22 +471,22 @@ class UpdateRecorder:
                         else:
                             t.snap.div_(-lr)
             for t in self._mine:
-                self._record(acc, slot, t, t.snap)
+                self._record("update", slot, t, t.snap)
         for a in self._acc.values():
             a.set_step(slot, self._step)
         self._rows = slot + 1
 
-    def _record(self, acc, slot, t, values):
+    def _record(self, kind, slot, t, values):
         import torch
 
-        acc.record(slot, t.index, values)
+        self._acc[kind].record(slot, t.index, values)
         flat = values.reshape(-1)
         if t.sample_cols.numel():
-            acc._adamdist_samples[t.index][slot].index_copy_(
+            self._samples[kind][t.index][slot].index_copy_(
                 0, t.sample_cols, flat.index_select(0, t.sample_local).to(torch.float64))
         if t.sharded:
             x = flat.to(torch.float64)
-            acc._adamdist_abs_sum[slot, t.index] = torch.where(torch.isfinite(x), x.abs(), 0.0).sum()
+            self._abs_sum[kind][slot, t.index] = torch.where(torch.isfinite(x), x.abs(), 0.0).sum()
 
     # -- results ----------------------------------------------------------------
     def _local_host(self) -> dict:
@@ -495,8 +496,8 @@ class UpdateRecorder:
             stats = acc.result(n_rows=self._rows)
             out[kind] = {
                 "stats": stats,
-                "samples": [s[:self._rows].cpu().numpy() for s in acc._adamdist_samples],
-                "abs_sum": acc._adamdist_abs_sum[:self._rows].cpu().numpy(),
+                "samples": [s[:self._rows].cpu().numpy() for s in self._samples[kind]],
+                "abs_sum": self._abs_sum[kind][:self._rows].cpu().numpy(),
                 "lr": self._lr[:self._rows].cpu().numpy(),
             }
         return out

@@ -413,7 +413,12 @@ class StatsAccumulator:
         for numel in numels:
             numel = check_int(int(numel), "numels entry", low=0)
             k = min(sample_size, numel)
-            idx = torch.randperm(numel, generator=gen)[:k].sort().values if k < numel else torch.arange(numel)
+            if k == numel:
+                idx = torch.arange(numel)
+            elif k == 0:  # no draw: a recorder that keeps its own samples pays nothing here
+                idx = torch.arange(0)
+            else:
+                idx = torch.randperm(numel, generator=gen)[:k].sort().values
             self._sample_idx.append(idx.to(self.device))
         self._samples = [torch.full((s, idx.numel()), float("nan"), **f64) for idx in self._sample_idx]
         self._steps = np.zeros(s, dtype=np.int64)

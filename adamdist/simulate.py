@@ -99,6 +99,7 @@ __all__ = [
     "sparse_spikes",
     "OPTIMIZERS",
     "count_modes",
+    "mode_indices",
     "mode_table",
 ]
 
@@ -598,6 +599,14 @@ def count_modes(hist, min_rel_height: float = 0.02, z: float = 4.0) -> int:
     int
         0 for an empty histogram.
     """
+    return int(mode_indices(hist, min_rel_height, z).size)
+
+
+def mode_indices(hist, min_rel_height: float = 0.02, z: float = 4.0) -> np.ndarray:
+    """Bin indices of the modes of a histogram, by the rule of :func:`count_modes`.
+
+    A plateau's mode is at its middle bin; an empty histogram has none.
+    """
     from scipy.signal import find_peaks
 
     c = np.asarray(hist, dtype=np.float64)
@@ -608,7 +617,7 @@ def count_modes(hist, min_rel_height: float = 0.02, z: float = 4.0) -> int:
     min_rel_height = float(check_range(min_rel_height, "min_rel_height", 0.0, 1.0))
     z = float(check_range(z, "z", 0.0, np.inf))
     if c.sum() == 0:
-        return 0
+        return np.zeros(0, dtype=np.int64)
     padded = np.concatenate([[0.0], c, [0.0]])
     peaks, props = find_peaks(padded, prominence=0)
     prom = props["prominences"]
@@ -616,7 +625,7 @@ def count_modes(hist, min_rel_height: float = 0.02, z: float = 4.0) -> int:
     base_c = peak_c - prom
     keep = (prom >= min_rel_height * c.max()) & (prom >= z * np.sqrt(peak_c + base_c))
     keep[np.argmax(peak_c)] = True  # a non-empty histogram has at least its tallest mode
-    return int(keep.sum())
+    return peaks[keep] - 1
 
 
 def mode_table(stats: UpdateStats, **kwargs) -> "pd.DataFrame":

@@ -306,21 +306,14 @@ def mode_locations(hist, edges, min_rel_height: float = 0.02, z: float = 4.0) ->
     count_modes(h)`` for the same arguments (tested). A plateau's mode is
     placed at its middle bin.
     """
-    from scipy.signal import find_peaks
+    from ..simulate import mode_indices
 
     c = np.asarray(hist, dtype=np.float64)
     edges = np.asarray(edges, dtype=np.float64)
     if c.ndim != 1 or edges.shape != (c.size + 1,):
         raise ValueError(f"hist must be 1-d with len(edges) = len(hist) + 1, got {c.shape} and {edges.shape}")
-    if c.sum() == 0:
-        return np.zeros(0)
-    padded = np.concatenate([[0.0], c, [0.0]])
-    peaks, props = find_peaks(padded, prominence=0)
-    prom = props["prominences"]
-    peak_c = padded[peaks]
-    keep = (prom >= min_rel_height * c.max()) & (prom >= z * np.sqrt(2 * peak_c - prom))
     centres = (edges[:-1] + edges[1:]) / 2
-    return centres[peaks[keep] - 1]
+    return centres[mode_indices(c, min_rel_height, z)]
 
 
 def peak_table(stats: UpdateStats, names=None, **rule) -> pd.DataFrame:
