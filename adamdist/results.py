@@ -37,7 +37,6 @@ from ._validation import check_int
 __all__ = ["UpdateStats", "StatsAccumulator", "load", "compare_with_law", "ks_distance", "default_edges"]
 
 _FORMAT_VERSION = 1
-_CHUNK = 1 << 18  # entries per block in StatsAccumulator's CPU fast path (3 x 2 MiB of float64 scratch)
 _ARRAY_FIELDS = ("count", "mean", "var", "abs_var", "skew", "nonfinite", "hist", "underflow", "overflow")
 
 
@@ -67,16 +66,17 @@ def _check_edges(edges) -> np.ndarray:
 
 
 def _uniform_grid(edges: np.ndarray):
-    """``(e0, width, bins)`` if the edges are equally spaced (to 1e-11 of a bin), else None.
+    """``(e0, width, bins)`` if the edges are (nearly) equally spaced, else None.
 
-    The CPU fast path of :class:`StatsAccumulator` bins by arithmetic and
-    re-bins exactly every value within 1e-8 of a bin of an edge, so edges that
-    deviate from the uniform grid by much less than that are safe.
+    The native kernel bins such edges by arithmetic and compares with the
+    edges themselves only values within 1e-7 of a bin of an edge, so "nearly"
+    means within 1e-9 of a bin: far inside that margin. Other edges are
+    bisected.
     """
     bins = edges.size - 1
     width = (edges[-1] - edges[0]) / bins
     grid = edges[0] + np.arange(bins + 1) * width
-    if np.max(np.abs(grid - edges)) > 1e-11 * width:
+    if bins >= 2**30 or np.max(np.abs(grid - edges)) > 1e-9 * width:
         return None
     return float(edges[0]), float(width), bins
 
@@ -359,6 +359,113 @@ def compare_with_law(stats: UpdateStats, law: Callable[[int], object] | None = N
     return pd.DataFrame(rows)
 
 
+def _native_code(dtype) -> int | None:
+    """The kernel's code for a torch dtype (0 float32, 1 float64), None for dtypes it does not read."""
+    import torch
+
+    return {torch.float32: 0, torch.float64: 1}.get(dtype)
+
+
+# one row per tensor; the layout of job_t in _native/stats.c (every field 8 bytes: no padding)
+_JOB_DTYPE = np.dtype([("a", np.uintp), ("b", np.uintp), ("neg_lr", np.float64), ("n", np.int64),
+                       ("sample_idx", np.uintp), ("sample_col", np.uintp), ("n_sample", np.int64),
+                       ("sample_out", np.uintp), ("hist", np.uintp), ("moments", np.uintp),
+                       ("counts", np.uintp), ("abs_sum", np.uintp)])
+
+
+class NativeBatch:
+    """Fixed tensors -> one call of the compiled kernel per step (see :meth:`StatsAccumulator.native_batch`).
+
+    The per-tensor bookkeeping (output addresses, sample tables) is laid out
+    once here; :meth:`run` only fills in the tensors' current addresses and the
+    row, so a step over a hundred tensors costs one C call and a few vectorised
+    NumPy assignments.
+    """
+
+    def __init__(self, acc: "StatsAccumulator", lib, name_indices, numels, dtype, samples, abs_sum):
+        import torch
+
+        self._acc, self._lib = acc, lib
+        self._dtype = dtype
+        self._code = _native_code(dtype)
+        k = len(name_indices)
+        jobs = np.zeros(k, dtype=_JOB_DTYPE)
+        index = np.asarray(name_indices, dtype=np.int64)
+        jobs["n"] = np.asarray(numels, dtype=np.int64)
+        self._keep = []  # tensors whose addresses the table holds
+        self._out_base = np.zeros(k, dtype=np.uintp)
+        self._out_stride = np.zeros(k, dtype=np.uintp)
+        for q, spec in enumerate(samples or []):
+            if spec is None:
+                continue
+            idx, col, out = spec
+            idx = idx.to(device="cpu", dtype=torch.int64).contiguous()
+            if idx.numel() == 0:
+                continue
+            if out.dtype != torch.float64 or out.device.type != "cpu" or out.stride(-1) != 1:
+                raise ValueError("sample buffers must be float64 CPU tensors with contiguous rows")
+            jobs["sample_idx"][q] = idx.data_ptr()
+            jobs["n_sample"][q] = idx.numel()
+            if col is not None:
+                col = col.to(device="cpu", dtype=torch.int64).contiguous()
+                jobs["sample_col"][q] = col.data_ptr()
+            self._keep += [idx, col]
+            self._out_base[q] = out.data_ptr()
+            self._out_stride[q] = out.stride(0) * 8
+            self._keep.append(out)
+        n_names, width = len(acc.names), acc.edges.size + 1
+        # byte offsets of row (slot, name) in the accumulator's (steps, names, k) buffers
+        self._hist = (acc._hist.data_ptr(), n_names * width * 8, index * width * 8)
+        self._moments = (acc._moments.data_ptr(), n_names * 4 * 8, index * 4 * 8)
+        self._counts = (acc._counts.data_ptr(), n_names * 2 * 8, index * 2 * 8)
+        self._abs = None
+        if abs_sum is not None:
+            if abs_sum.dtype != torch.float64 or not abs_sum.is_contiguous():
+                raise ValueError("abs_sum must be a contiguous float64 tensor")
+            self._abs = (abs_sum.data_ptr(), abs_sum.stride(0) * 8, index * 8)
+            self._keep.append(abs_sum)
+        self._has_samples = jobs["n_sample"] > 0
+        self._jobs = jobs
+        uniform = _uniform_grid(acc.edges)
+        self._grid = (1, uniform[0], 1.0 / uniform[1]) if uniform else (0, 0.0, 0.0)
+        self._edges = np.ascontiguousarray(acc.edges, dtype=np.float64)
+
+    def run(self, slot: int, tensors, before=None, neg_lr=None) -> None:
+        """Summarise ``tensors`` into row ``slot``.
+
+        With ``before``, the values are ``(before - tensors) / neg_lr`` (per
+        tensor, evaluated in the tensors' dtype): a recorder's update without
+        writing it out. ``neg_lr`` is a float or a per-tensor sequence.
+        """
+        import torch
+
+        jobs = self._jobs
+        for q, x in enumerate(tensors):  # addresses can change (a user may swap .data), so read them each time
+            if x.dtype != self._dtype or x.device.type != "cpu" or not x.is_contiguous() or x.numel() != jobs["n"][q]:
+                raise ValueError(f"tensor {q} does not match this batch (dtype {self._dtype}, contiguous, "
+                                 f"{jobs['n'][q]} entries on the CPU)")
+        if before is None:
+            jobs["a"] = [x.data_ptr() for x in tensors]
+            jobs["b"] = 0
+        else:
+            jobs["a"] = [x.data_ptr() for x in before]
+            jobs["b"] = [x.data_ptr() for x in tensors]
+            jobs["neg_lr"] = neg_lr
+        s = np.uintp(slot)
+        for field, (base, stride, offset) in (("hist", self._hist), ("moments", self._moments),
+                                              ("counts", self._counts)):
+            jobs[field] = base + s * stride + offset
+        if self._abs is not None:
+            base, stride, offset = self._abs
+            jobs["abs_sum"] = base + s * stride + offset
+        jobs["sample_out"] = np.where(self._has_samples, self._out_base + s * self._out_stride, 0)
+        uniform, e0, inv_w = self._grid
+        status = self._lib.adamdist_stats(jobs.ctypes.data, len(jobs), self._code, self._edges.ctypes.data,
+                                          self._edges.size - 1, uniform, e0, inv_w, torch.get_num_threads())
+        if status != 0:
+            raise MemoryError("adamdist's statistics kernel could not allocate its scratch memory")
+
+
 class StatsAccumulator:
     """Collect :class:`UpdateStats` from torch tensors on their own device.
 
@@ -422,13 +529,7 @@ class StatsAccumulator:
             self._sample_idx.append(idx.to(self.device))
         self._samples = [torch.full((s, idx.numel()), float("nan"), **f64) for idx in self._sample_idx]
         self._steps = np.zeros(s, dtype=np.int64)
-        self._max_numel = max([int(k) for k in numels], default=0)
-        self._uniform = _uniform_grid(self.edges)
-        if self._uniform is not None:  # pos = 1 + (x - e0) / width as one fused multiply-add
-            e0, width, _ = self._uniform
-            self._hist_offset = torch.tensor(1.0 - e0 / width, dtype=torch.float64)
-            self._hist_scale = torch.tensor(1.0 / width, dtype=torch.float64)
-        self._work = None  # CPU scratch buffers of the fast path, allocated on first use
+        self._single = {}  # (name_index, dtype) -> NativeBatch of one tensor, for record()
 
     def record(self, slot: int, name_index: int, values) -> None:
         """Record the statistics of ``values`` (any shape) at row ``slot``.
@@ -439,9 +540,17 @@ class StatsAccumulator:
         import torch
 
         values = values.detach()
-        if (self._uniform is not None and values.device.type == "cpu" and values.is_floating_point()
-                and 0 < values.numel() <= self._max_numel and self._record_cpu(slot, name_index, values.reshape(-1))):
-            return
+        if values.device.type == "cpu" and _native_code(values.dtype) is not None and values.is_contiguous():
+            key = (name_index, values.dtype, values.numel())
+            if key not in self._single:
+                idx = self._sample_idx[name_index]
+                self._single[key] = self.native_batch(
+                    [name_index], [values.numel()], values.dtype,
+                    samples=[(idx, None, self._samples[name_index])] if idx.numel() else None)
+            batch = self._single[key]
+            if batch is not None:
+                batch.run(slot, [values])
+                return
         x = values.reshape(-1).to(torch.float64)
         finite = torch.isfinite(x)
         n_finite = finite.sum()
@@ -465,106 +574,35 @@ class StatsAccumulator:
         if idx.numel():
             self._samples[name_index][slot] = x.index_select(0, idx)
 
-    def _record_cpu(self, slot: int, name_index: int, x) -> bool:
-        """Fast path for CPU tensors of finite values and uniform edges; returns False to defer.
+    def native_batch(self, name_indices: Sequence[int], numels: Sequence[int], dtype, *,
+                     samples=None, abs_sum=None) -> "NativeBatch | None":
+        """A reusable work order for the compiled kernel over a fixed list of CPU tensors.
 
-        Same results as the general path (moments to float64 rounding, the
-        histogram bin for bin) at a fraction of the cost, because on the CPU
+        ``None`` when the kernel is unavailable (see :mod:`adamdist._native`), or
+        the accumulator is not on the CPU, or ``dtype`` is not float32/float64:
+        then record tensor by tensor with :meth:`record`.
 
-        * a host synchronisation is free, so we can check once that every
-          entry is finite instead of masking every operation;
-        * ``torch.bucketize`` (a binary search per entry) is slow, while for
-          uniform edges the bin is an affine function of the value. The
-          arithmetic bin is exact except within rounding of an edge; entries
-          that close to an edge are detected (their fractional position is
-          within ``1e-8`` of an integer) and re-binned exactly;
-        * moments come from power sums about a shift ``c`` (the mean of a
-          strided subset), which avoids the cancellation of raw power sums
-          without a second pass for the mean;
-        * scratch buffers are allocated once (fresh multi-megabyte temporaries
-          cost page faults at every step).
+        Parameters
+        ----------
+        name_indices, numels : sequences of int
+            Which rows of the result each tensor fills, and the tensors' sizes.
+        dtype : torch.dtype
+        samples : sequence of (index, columns, out) or None, optional
+            Per tensor: flat indices to sample (int64 tensor), the columns they go
+            to (int64 tensor, or None for 0, 1, ...) and the float64 buffer of
+            shape ``(n_steps, width)`` whose row ``slot`` receives them.
+        abs_sum : torch.Tensor, optional
+            float64 ``(n_steps, len(names))``: also store the sum of ``|x|`` over
+            the finite entries (what a sharded recorder needs to merge shards).
         """
-        import torch
+        from . import _native
 
-        n = x.numel()
-        if self._work is None:
-            m = min(self._max_numel, _CHUNK)
-            # int32 bin indices: half the memory traffic of int64, and bincount reads them faster
-            self._work = (torch.empty(m, dtype=torch.float64), torch.empty(m, dtype=torch.float64),
-                          torch.empty(m, dtype=torch.float64), torch.empty(m, dtype=torch.int32))
-        c = x[:: max(1, n // 1024)].to(torch.float64).mean()
-        if not bool(torch.isfinite(c)):
-            return False
-        sums = torch.zeros(4, dtype=torch.float64)  # sum |x|, sum d, sum d^2, sum d^3 with d = x - c
-        counts = torch.zeros(self.edges.size + 1, dtype=torch.int64)
-        # blocks of _CHUNK entries: the ~12 passes below then run on cache-resident scratch
-        # buffers instead of streaming 8-byte copies of the whole tensor through memory each time
-        for start in range(0, n, _CHUNK):
-            block = x[start:start + _CHUNK]
-            xd, d, w, idx = (b[:block.numel()] for b in self._work)
-            xd.copy_(block)
-            abs_sum = torch.abs(xd, out=w).sum()
-            if not bool(torch.isfinite(abs_sum)):  # some entry is NaN/inf (or |x| sums past 1e308)
-                return False
-            torch.sub(xd, c, out=d)
-            d2 = torch.mul(d, d, out=w)
-            sums += torch.stack([abs_sum, d.sum(), d2.sum(), torch.dot(d2, d)])
-            counts += self._block_histogram(block, xd, d, w, idx)
-        abs_sum, s1, s2, s3 = sums / n
-        var = s2 - s1 * s1
-        mean = c + s1
-        m3 = s3 - 3 * s1 * s2 + 2 * s1**3
-        skew = m3 / var.pow(1.5)
-        # E|x|^2 = E x^2; cancellation only when |x| is nearly constant, where the error stays ~1e-16 E x^2
-        abs_var = torch.clamp(var + mean * mean - abs_sum * abs_sum, min=0.0)
-        self._moments[slot, name_index] = torch.stack([mean, var, abs_var, skew])
-        self._counts[slot, name_index, 0] = n
-        self._counts[slot, name_index, 1] = 0
-        self._hist[slot, name_index] = counts
-        sample_idx = self._sample_idx[name_index]
-        if sample_idx.numel():
-            self._samples[name_index][slot] = x.index_select(0, sample_idx)
-        return True
-
-    def _block_histogram(self, x, xd, pos, frac, idx):
-        """Bin counts (underflow, bins, overflow) of one block; ``xd`` holds it in float64.
-
-        ``pos``, ``frac`` and ``idx`` are scratch buffers of the block's length.
-        """
-        import torch
-
-        # position 1 + (x - e0) / width, clamped so under/overflow land in 0 and B + 1
-        e0, width, bins = self._uniform
-        torch.addcmul(self._hist_offset, xd, self._hist_scale, out=pos).clamp_(0.5, bins + 1.5)
-        idx.copy_(pos)  # conversion truncates towards zero, which is floor() since pos >= 0.5
-        torch.frac(pos, out=frac)  # pos - trunc(pos); same dtype, unlike pos - idx
-        lo, hi = torch.aminmax(frac)
-        tol = 1e-8
-        if float(lo) < tol or float(hi) > 1 - tol:
-            near = (frac < tol) | (frac > 1 - tol)
-            if int(near.sum()) * 16 < near.numel():  # a few entries: fix them one by one
-                where = torch.nonzero(near).squeeze(1)
-                fixed = self._rebin_near_edge(idx.index_select(0, where), frac.index_select(0, where),
-                                              xd.index_select(0, where))
-                idx.index_copy_(0, where, fixed)
-            else:  # many (e.g. updates of exactly +-1 at step 1): one vectorised pass over the block
-                idx.copy_(torch.where(near, self._rebin_near_edge(idx, frac, xd), idx))
-        return torch.bincount(idx, minlength=bins + 2)
-
-    def _rebin_near_edge(self, idx, frac, xd):
-        """Exact bins of entries that lie within rounding of an edge (same dtype as ``idx``).
-
-        The nearest edge has index ``round(pos) - 1``; one exact float64 comparison with it
-        decides between the bins on either side.
-        """
-        import torch
-
-        bins = self.edges.size - 1
-        j = (idx.to(torch.int64) + (frac > 0.5) - 1).clamp_(0, bins)
-        edge = self._edges.index_select(0, j)
-        exact = torch.where(xd >= edge, j + 1, j)
-        exact = torch.where((j == bins) & (xd == edge), j, exact)  # the last edge closes the last bin
-        return exact.to(idx.dtype)
+        if self.device.type != "cpu" or _native_code(dtype) is None:
+            return None
+        lib = _native.library()
+        if lib is None:
+            return None
+        return NativeBatch(self, lib, name_indices, numels, dtype, samples, abs_sum)
 
     def _exact_bucket(self, x):
         """Bin index (0 = underflow, B + 1 = overflow) with numpy.histogram's edge rules."""

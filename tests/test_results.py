@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
+from adamdist import _native
 from adamdist.results import StatsAccumulator, UpdateStats, compare_with_law, default_edges, load
 
 
@@ -17,7 +18,10 @@ def _accumulate(values_per_step, edges, sample_size=50):
     return acc.result(metadata={"optimizer": "test"})
 
 
-def test_accumulator_matches_numpy():
+@pytest.mark.parametrize("route", ["native", "torch"])
+def test_accumulator_matches_numpy(route, monkeypatch):
+    if route == "torch":
+        monkeypatch.setenv("ADAMDIST_NATIVE", "0")
     gen = torch.Generator().manual_seed(0)
     steps = [[torch.randn(1000, generator=gen) * 2, torch.rand(7, 9, generator=gen) - 0.3] for _ in range(3)]
     steps[1][0][5] = float("nan")
@@ -158,3 +162,138 @@ def test_compare_snaps_float_rounding_onto_the_m1_atoms():
     stats = _accumulate([[torch.from_numpy(signs), torch.from_numpy(signs)]], default_edges(), sample_size=4000)
     table = compare_with_law(stats)
     assert (table.ks < table.ks_band).all()
+
+
+# -- the compiled kernel (adamdist._native) against the torch route -----------------------------------------
+
+def _record_once(x, edges, sample_size=10, native=True, monkeypatch=None):
+    if not native:
+        monkeypatch.setenv("ADAMDIST_NATIVE", "0")
+    acc = StatsAccumulator(["a"], [x.numel()], 1, edges, sample_size=sample_size, seed=5)
+    acc.set_step(0, 1)
+    acc.record(0, 0, x)
+    if not native:
+        monkeypatch.delenv("ADAMDIST_NATIVE")
+    return acc.result()
+
+
+NONUNIFORM = np.concatenate([-np.geomspace(5, 0.01, 20), [0.0], np.geomspace(0.01, 5, 20)])
+
+
+@pytest.mark.parametrize("edges", [default_edges(), np.linspace(-3, 3, 13), np.linspace(-1.37, 2.9, 51),
+                                   np.linspace(0.1, 0.7, 7), NONUNIFORM], ids=["default", "13", "51", "7", "geom"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_kernel_equals_torch_route(edges, dtype, monkeypatch):
+    """Histogram bin for bin (edges included), counts, samples bit for bit, moments to float64 rounding."""
+    if _native.library() is None:
+        pytest.skip("no C compiler: the torch route is all there is")
+    rng = np.random.default_rng(0)
+    on_grid = rng.integers(-120, 120, 20_000) * 0.05  # many values on, or within rounding of, an edge
+    vals = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), on_grid,
+                           rng.standard_normal(50_000) * 3 + 0.5, [7.0, 0.0, -1e30, 1e30, np.nan, np.inf, -np.inf]])
+    rng.shuffle(vals)  # non-finite entries land in different blocks and chunks
+    x = torch.tensor(vals, dtype=dtype)
+    a = _record_once(x, edges, sample_size=500)
+    b = _record_once(x, edges, sample_size=500, native=False, monkeypatch=monkeypatch)
+    ref, _ = np.histogram(vals[np.isfinite(vals)].astype(x.numpy().dtype).astype(np.float64), edges)
+    np.testing.assert_array_equal(a.hist[0, 0], ref)
+    for field in ("hist", "underflow", "overflow", "count", "nonfinite"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(a.samples["a"], b.samples["a"])
+    assert a.nonfinite[0, 0] == 3
+    # moments without the +-1e30 pair, which no summation order survives
+    keep = np.isfinite(vals) & (np.abs(vals) < 1e29)
+    y = torch.tensor(vals[keep], dtype=dtype)
+    s = _record_once(y, edges)
+    v = y.double().numpy()
+    assert s.mean[0, 0] == pytest.approx(v.mean(), rel=1e-12)
+    assert s.var[0, 0] == pytest.approx(v.var(), rel=1e-12)
+    assert s.abs_var[0, 0] == pytest.approx(np.abs(v).var(), rel=1e-12)
+    assert s.skew[0, 0] == pytest.approx(((v - v.mean()) ** 3).mean() / v.var() ** 1.5, rel=1e-10)
+
+
+def test_native_kernel_large_mean_and_edge_cases():
+    """A mean far larger than the spread loses no digits; constant, empty-of-finite and tiny tensors."""
+    if _native.library() is None:
+        pytest.skip("no C compiler")
+    gen = torch.Generator().manual_seed(0)
+    x = 1e4 + torch.randn(200_000, generator=gen, dtype=torch.float64) * 1e-3
+    s = _record_once(x, default_edges())
+    v = x.numpy()
+    assert s.var[0, 0] == pytest.approx(v.var(), rel=1e-9)
+    assert s.abs_var[0, 0] == pytest.approx(np.abs(v).var(), rel=1e-9)
+    assert s.overflow[0, 0] == v.size
+    const = _record_once(torch.full((1000,), 0.25), default_edges())
+    assert const.var[0, 0] == 0 and const.abs_var[0, 0] == 0 and np.isnan(const.skew[0, 0])
+    nan = _record_once(torch.full((70_000,), float("nan")), default_edges())
+    assert nan.count[0, 0] == 0 and nan.nonfinite[0, 0] == 70_000 and np.isnan(nan.mean[0, 0])
+    one = _record_once(torch.tensor([4.0]), default_edges())  # the last edge belongs to the last bin
+    assert one.hist[0, 0, -1] == 1 and one.overflow[0, 0] == 0
+
+
+def test_native_batch_of_updates_matches_manual_difference():
+    """NativeBatch.run(before=...) summarises (before - after) / neg_lr without writing it out."""
+    if _native.library() is None:
+        pytest.skip("no C compiler")
+    gen = torch.Generator().manual_seed(2)
+    after = [torch.randn(n, generator=gen) for n in (5, 40_000, 100_000)]
+    before = [a + 1e-3 * torch.randn(a.shape, generator=gen) for a in after]
+    lr = 1e-3
+    names = ["p0", "p1", "p2"]
+    acc = StatsAccumulator(names, [a.numel() for a in after], 2, default_edges(), sample_size=0)
+    out = [torch.zeros((2, 3), dtype=torch.float64) for _ in after]
+    batch = acc.native_batch([0, 1, 2], [a.numel() for a in after], torch.float32,
+                             samples=[(torch.tensor([0, 2, 4]), None, o) for o in out])
+    batch.run(1, after, before=before, neg_lr=-lr)
+    acc.set_step(1, 1)
+    s = acc.result().select(steps=[1])
+    for j, (a, b) in enumerate(zip(after, before)):
+        u = (b - a).div_(-lr)  # what the recorder's torch route computes
+        ref = _record_once(u, default_edges(), sample_size=0)
+        np.testing.assert_array_equal(s.hist[0, j], ref.hist[0, 0])
+        assert s.var[0, j] == pytest.approx(ref.var[0, 0], rel=1e-12)
+        np.testing.assert_array_equal(out[j][1], u[[0, 2, 4]].double().numpy())
+    with pytest.raises(ValueError, match="does not match this batch"):
+        batch.run(0, [a.double() for a in after], before=before, neg_lr=-lr)
+
+
+def test_native_kernel_build_failure_is_announced(tmp_path, monkeypatch):
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setenv("ADAMDIST_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("ADAMDIST_NATIVE", "auto")
+    with pytest.warns(RuntimeWarning, match="statistics kernel is unavailable"):
+        assert _native.library() is None
+    # the torch route still gives the statistics
+    s = _record_once(torch.tensor([0.5, -0.5, 0.25]), default_edges())
+    assert s.count[0, 0] == 3 and s.var[0, 0] == pytest.approx(np.var([0.5, -0.5, 0.25]))
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setenv("ADAMDIST_NATIVE", "1")
+    with pytest.raises(RuntimeError, match="ADAMDIST_NATIVE=1"):
+        _native.library()
+    monkeypatch.setenv("ADAMDIST_NATIVE", "sometimes")
+    with pytest.raises(ValueError, match="ADAMDIST_NATIVE"):
+        _native.library()
+
+
+def test_native_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    if _native.library() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setenv("ADAMDIST_KERNEL_CACHE", str(tmp_path))
+    assert _native.library() is not None
+    built = list(tmp_path.glob("stats-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.tmp*"))
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(_native, "_tried", False)
+    assert _native.library() is not None
+    assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+
+
+def test_native_kernel_present_where_required():
+    """CI sets ADAMDIST_NATIVE=1, so the fast path is what its tests exercise (not only the fallback)."""
+    if _native.native_mode() != "required":
+        pytest.skip("ADAMDIST_NATIVE is not 1")
+    assert _native.library() is not None

@@ -244,49 +244,6 @@ def test_progress_bar_goes_to_stderr(capsys):
     assert captured.out == ""
 
 
-@pytest.mark.parametrize("chunk", [None, 4096])
-def test_accumulator_cpu_fast_path_equals_general_path(chunk, monkeypatch):
-    """The arithmetic-binning fast path (CPU, finite values, uniform edges) is exact, edges included."""
-    if chunk is not None:  # several blocks per tensor, as for tensors of more than 2**18 entries
-        monkeypatch.setattr("adamdist.results._CHUNK", chunk)
-    rng = np.random.default_rng(0)
-    for edges in (default_edges(), np.linspace(-3, 3, 13), np.linspace(-1.37, 2.9, 51), np.linspace(0.1, 0.7, 7)):
-        for dtype in (torch.float32, torch.float64):
-            on_grid = rng.integers(-120, 120, 20_000) * 0.05  # many values on (or within rounding of) edges
-            vals = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), on_grid,
-                                   rng.standard_normal(5000) * 3 + 0.5, [7.0, 0.0, -1e30, 1e30]])
-            few = np.concatenate([rng.standard_normal(30_000), edges[::7]])  # a few near edges
-            x = torch.tensor(vals, dtype=dtype)
-            res = []
-            y = torch.tensor(few, dtype=dtype)
-            acc = StatsAccumulator(["a"], [y.numel()], 1, edges)
-            acc.record(0, 0, y)
-            np.testing.assert_array_equal(acc.result().hist[0, 0], np.histogram(y.double().numpy(), edges)[0])
-            for fast in (True, False):
-                acc = StatsAccumulator(["a"], [x.numel()], 1, edges, sample_size=10)
-                if not fast:
-                    acc._uniform = None  # force the general (bucketize) path
-                acc.set_step(0, 1)
-                acc.record(0, 0, x)
-                res.append(acc.result())
-            a, b = res
-            ref, _ = np.histogram(x.double().numpy(), edges)
-            np.testing.assert_array_equal(a.hist[0, 0], ref)
-            np.testing.assert_array_equal(a.hist, b.hist)
-            assert (a.underflow, a.overflow) == (b.underflow, b.overflow)
-            # moments without the +-1e30 pair, which no summation order survives
-            y = x[:-2]
-            acc = StatsAccumulator(["a"], [y.numel()], 1, edges)
-            acc.set_step(0, 1)
-            acc.record(0, 0, y)
-            s = acc.result()
-            v = y.double().numpy()
-            assert s.mean[0, 0] == pytest.approx(v.mean(), rel=1e-12)
-            assert s.var[0, 0] == pytest.approx(v.var(), rel=1e-12)
-            assert s.abs_var[0, 0] == pytest.approx(np.abs(v).var(), rel=1e-12)
-            assert s.skew[0, 0] == pytest.approx(((v - v.mean()) ** 3).mean() / v.var() ** 1.5, rel=1e-10)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda():
     a = run("adam", n=20_000, steps=5, device="cuda", seed=1)
