@@ -390,8 +390,11 @@ class UpdateRecorder:
             t.sample_local = torch.as_tensor(t.sample_local, device=self.device)
             t.sample_cols = torch.as_tensor(t.sample_cols, device=self.device)
         self._mine = mine
-        groups = sorted({t.group for t in mine})
-        self._by_group = [(g, [t for t in mine if t.group == g]) for g in groups]
+        self._native = {kind: self._native_batches(kind) for kind in kinds}
+        native = {id(t) for b in self._native["update"] for t in b[1]}
+        loose = [t for t in mine if id(t) not in native]  # the torch route: other devices and dtypes, no compiler
+        groups = sorted({t.group for t in loose})
+        self._by_group = [(g, [t for t in loose if t.group == g]) for g in groups]
         self._lr = torch.full((n, len(self.optimizer.param_groups)), float("nan"), dtype=torch.float64,
                               device=self.device)
         # steps are counted from the attach; say so when the optimizer had already stepped (then the recorded
@@ -402,6 +405,32 @@ class UpdateRecorder:
                          self.optimizer.register_step_post_hook(self._post_hook)]
         return self
 
+    def _native_batches(self, kind):
+        """(batch, members, groups) per dtype: tensors the compiled kernel summarises in one call per step.
+
+        Only contiguous float32/float64 CPU tensors qualify (the kernel reads
+        parameter and snapshot in the same linear order); the others, and all
+        of them when the kernel is unavailable, take the torch route.
+        """
+        import torch
+
+        if self.device.type != "cpu":
+            return []
+        acc = self._acc[kind]
+        out = []
+        for dtype in (torch.float32, torch.float64):
+            members = [t for t in self._mine if t.local(t.param).dtype == dtype and t.local(t.param).is_contiguous()]
+            if not members:
+                continue
+            batch = acc.native_batch(
+                [t.index for t in members], [t.snap.numel() for t in members], dtype,
+                samples=[(t.sample_local, t.sample_cols, self._samples[kind][t.index]) for t in members],
+                abs_sum=self._abs_sum[kind] if any(t.sharded for t in members) else None)
+            if batch is None:
+                return []
+            out.append((batch, members, np.array([t.group for t in members])))
+        return out
+
     def detach(self) -> None:
         """Remove the hooks and free every buffer (the statistics are copied to the host first)."""
         if self._state != "attached":
@@ -410,7 +439,7 @@ class UpdateRecorder:
             h.remove()
         self._handles = []
         self._host = self._local_host()
-        self._acc, self._samples, self._abs_sum = {}, {}, {}
+        self._acc, self._samples, self._abs_sum, self._native = {}, {}, {}, {}
         self._lr = None
         for t in self._tracked:
             t.snap = None
@@ -435,12 +464,22 @@ class UpdateRecorder:
             return
         with torch.no_grad():
             if self.record_grad:
-                for t in self._mine:
-                    grad = t.param.grad
-                    if grad is not None:
-                        self._record("grad", slot, t, t.local(grad))
+                self._record_grads(slot)
             # theta_{t-1}; one multi-tensor launch where the backend has it
             torch._foreach_copy_([t.snap for t in self._mine], [t.local(t.param) for t in self._mine])
+
+    def _record_grads(self, slot):
+        done = set()
+        for batch, members, _ in self._native["grad"]:
+            grads = [t.param.grad for t in members]
+            if all(g is not None and t.local(g).is_contiguous() and t.local(g).dtype == t.snap.dtype
+                   for g, t in zip(grads, members)):
+                batch.run(slot, [t.local(g) for g, t in zip(grads, members)])
+                done.update(id(t) for t in members)
+        for t in self._mine:
+            grad = t.param.grad
+            if grad is not None and id(t) not in done:
+                self._record("grad", slot, t, t.local(grad))
 
     def _post_hook(self, optimizer, args, kwargs):
         import torch
@@ -450,10 +489,20 @@ class UpdateRecorder:
             return
         self._active = None
         with torch.no_grad():
-            snaps = [t.snap for t in self._mine]
+            if self._native["update"]:
+                # the kernel evaluates (snap - theta_t) / (-lr) itself, as the torch route below does
+                neg_lr = np.array([np.nan if float(g["lr"]) == 0 else -float(g["lr"]) for g in optimizer.param_groups])
+                for batch, members, groups in self._native["update"]:
+                    batch.run(slot, [t.local(t.param) for t in members], before=[t.snap for t in members],
+                              neg_lr=neg_lr[groups])
+                for g, group in enumerate(optimizer.param_groups):
+                    self._lr[slot, g].fill_(group["lr"])
+            if not self._by_group:
+                return self._finish_step(slot)
+            snaps = [t.snap for g, members in self._by_group for t in members]
             # snap <- theta_{t-1} - theta_t; dividing by -lr below gives (theta_t - theta_{t-1}) / lr
             # bit for bit (IEEE negation is exact), with one pass less than a separate neg_()
-            torch._foreach_sub_(snaps, [t.local(t.param) for t in self._mine])
+            torch._foreach_sub_(snaps, [t.local(t.param) for g, members in self._by_group for t in members])
             for g, members in self._by_group:
                 lr = optimizer.param_groups[g]["lr"]
                 self._lr[slot, g].fill_(lr)
@@ -470,8 +519,12 @@ class UpdateRecorder:
                             t.snap.fill_(float("nan"))  # undefined, not +-inf from a division by 0
                         else:
                             t.snap.div_(-lr)
-            for t in self._mine:
-                self._record("update", slot, t, t.snap)
+            for g, members in self._by_group:
+                for t in members:
+                    self._record("update", slot, t, t.snap)
+        self._finish_step(slot)
+
+    def _finish_step(self, slot):
         for a in self._acc.values():
             a.set_step(slot, self._step)
         self._rows = slot + 1

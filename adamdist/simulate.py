@@ -86,6 +86,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from . import _native
 from ._validation import check_int, check_range
 from .results import StatsAccumulator, UpdateStats, default_edges
 
@@ -337,7 +338,8 @@ class _Optimizer:
     name: str
     defaults: dict  # beta1, beta2, eps; None = the hyper-parameter does not exist for it
     buffers: tuple  # names of the length-n state vectors
-    step: Callable  # step(state, g, t, hp, u) -> None
+    step: Callable  # step(state, g, t, hp, u) -> None: the torch route (any device)
+    code: int  # the same step in adamdist_step of adamdist/_native/kernels.c (the CPU route)
 
 
 def _adam_step(s, g, t, hp, u):
@@ -399,13 +401,23 @@ def _average_step(s, g, t, hp, u):
 
 
 OPTIMIZERS = {
-    "adam": _Optimizer("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v", "tmp"), _adam_step),
-    "laprop": _Optimizer("laprop", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v", "tmp"), _laprop_step),
-    "rmsprop": _Optimizer("rmsprop", {"beta1": 0.0, "beta2": 0.99, "eps": 1e-8}, ("m", "v", "tmp"), _rmsprop_step),
-    "adagrad": _Optimizer("adagrad", {"beta1": 0.0, "beta2": None, "eps": 1e-10}, ("v", "tmp"), _adagrad_step),
-    "average": _Optimizer("average", {"beta1": 0.0, "beta2": None, "eps": 0.0}, ("m", "v", "tmp"), _average_step),
+    "adam": _Optimizer("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v", "tmp"), _adam_step, 0),
+    "laprop": _Optimizer("laprop", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v", "tmp"), _laprop_step, 1),
+    "rmsprop": _Optimizer("rmsprop", {"beta1": 0.0, "beta2": 0.99, "eps": 1e-8}, ("m", "v", "tmp"), _rmsprop_step, 2),
+    "adagrad": _Optimizer("adagrad", {"beta1": 0.0, "beta2": None, "eps": 1e-10}, ("v", "tmp"), _adagrad_step, 3),
+    "average": _Optimizer("average", {"beta1": 0.0, "beta2": None, "eps": 0.0}, ("m", "v", "tmp"), _average_step, 4),
 }
 """The optimizers :func:`run` knows, with their default hyper-parameters (``None``: not used)."""
+
+
+def _native_step(lib, opt: _Optimizer, state, g, t, hp, u) -> None:
+    """``opt.step`` by the compiled kernel: one pass, the same recursion to float rounding."""
+    params = np.array([hp.get("beta1", 0.0), hp.get("beta2", 0.0), hp["eps"], float(t)])
+    m = state["m"].data_ptr() if "m" in state else None
+    status = lib.adamdist_step(opt.code, 1 if u.dtype == torch.float64 else 0, m, state["v"].data_ptr(),
+                               g.data_ptr(), u.data_ptr(), u.numel(), params.ctypes.data, torch.get_num_threads())
+    if status != 0:
+        raise RuntimeError(f"adamdist_step refused optimizer code {opt.code}")
 
 
 def _hyper_parameters(opt: _Optimizer, beta1, beta2, eps) -> dict:
@@ -536,7 +548,8 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
         progress = n * steps > 1e8
 
     generator = torch.Generator(device=device).manual_seed(seed)
-    state = {b: torch.zeros(n, device=device, dtype=dtype) for b in opt.buffers}
+    native = _native.library() if device.type == "cpu" else None
+    state = {b: torch.zeros(n, device=device, dtype=dtype) for b in opt.buffers if not (native and b == "tmp")}
     g_buf = torch.empty(n, device=device, dtype=dtype)
     u = torch.empty(n, device=device, dtype=dtype)
     acc = StatsAccumulator([name], [n], len(wanted), edges, sample_size=sample_size, seed=seed, device=device)
@@ -546,7 +559,10 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
     slot = 0
     for t in _progress(range(1, steps + 1), progress, steps, f"simulate {optimizer}"):
         g = _draw(gradients, t, n, generator, device, dtype, g_buf)
-        opt.step(state, g, t, hp, u)
+        if native is not None:
+            _native_step(native, opt, state, g.contiguous(), t, hp, u)
+        else:
+            opt.step(state, g, t, hp, u)
         if is_recorded[t]:
             acc.set_step(slot, t)
             acc.record(slot, 0, u)
@@ -557,6 +573,7 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
         "optimizer": optimizer, **hp, "n": n, "steps": steps,
         "gradients": _describe(gradients), "seed": seed, "device": str(device),
         "dtype": str(dtype).replace("torch.", ""), "sample_size": sample_size,
+        "kernel": "compiled" if native is not None else "torch",
         "torch_version": torch.__version__, "adamdist_version": __version__,
     }
     return acc.result(metadata=metadata)

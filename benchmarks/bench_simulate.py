@@ -9,7 +9,12 @@ gradients drawn with the same seeded generator), on the CPU:
   (update + histogram + moments + samples at every step);
 * ``torch.optim``: :class:`torch.optim.Adam` fed the same gradients through
   ``.grad``, the update taken as ``(theta_t - theta_{t-1}) / lr`` and given to
-  the same :class:`adamdist.results.StatsAccumulator`.
+  the same :class:`adamdist.results.StatsAccumulator` (whose compiled kernel
+  then speeds this route up too);
+* ``torch.optim + torch statistics``: the same with adamdist's compiled
+  kernels switched off (``ADAMDIST_NATIVE=0``), i.e. statistics from torch
+  operations alone: what the route costs without adamdist's kernels (one
+  repeat only: it is slow).
 
 Each route runs ``--repeat`` times, interleaved, and the best time is kept:
 on a shared machine the minimum is the least disturbed measurement.
@@ -28,6 +33,7 @@ import time
 
 import torch
 
+from adamdist import _native
 from adamdist.results import StatsAccumulator, default_edges
 from adamdist.simulate import run
 
@@ -84,12 +90,18 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             fn(args.n, args.steps, args.seed)
             best[name] = min(best[name], time.perf_counter() - t0)
+    os.environ["ADAMDIST_NATIVE"] = "0"
+    t0 = time.perf_counter()
+    torch_optim(args.n, args.steps, args.seed)
+    best["torch.optim.Adam + torch statistics"] = time.perf_counter() - t0
+    del os.environ["ADAMDIST_NATIVE"]
     base = best["floor (random numbers only)"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # the machine may be shared: say how busy it was
     print(f"N = {args.n:.0e}, T = {args.steps}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"best of {args.repeat}, load average {load} on {os.cpu_count()} CPUs")
+    print(f"compiled kernels: {' '.join(_native.built_with) if _native.built_with else 'none (torch route)'}")
     for name, sec in best.items():
-        print(f"  {name:38s} {sec:8.3f} s  {sec / args.steps * 1e3:7.2f} ms/step  {sec / base:5.2f}x floor")
+        print(f"  {name:40s} {sec:8.3f} s  {sec / args.steps * 1e3:7.2f} ms/step  {sec / base:5.2f}x floor")
     e, o = best["engine (adamdist.simulate.run)"], best["torch.optim.Adam + same statistics"]
     print(f"  torch.optim route / engine: {o / e:.2f}x")
 

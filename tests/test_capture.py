@@ -413,3 +413,51 @@ def test_local_sample_maps_global_coordinates_into_the_shard(shape, ranges):
     held = [i for i, g in enumerate(global_idx) if local.size and np.isin(full.ravel()[g], local)]
     assert cols.tolist() == held
     np.testing.assert_array_equal(local.ravel()[local_idx], full.ravel()[global_idx[cols]])
+
+
+def _mixed_model(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 5))
+    model[0].weight.data = model[0].weight.data.to(memory_format=torch.channels_last)  # not contiguous
+    model[2].bias.data = model[2].bias.data.double()  # another dtype in the same optimizer
+    return model
+
+
+def _mixed_run(native: bool, monkeypatch):
+    monkeypatch.setenv("ADAMDIST_NATIVE", "1" if native else "0")
+    model = _mixed_model()
+    opt = torch.optim.Adam([{"params": [model[0].weight, model[0].bias], "lr": torch.tensor(0.01)},
+                            {"params": model[2].parameters(), "lr": 0.003}])
+    with UpdateRecorder(opt, model, steps=4, sample_size=7, record_grad=True) as rec:
+        for step in range(1, 5):
+            gen = torch.Generator().manual_seed(step)
+            opt.zero_grad()
+            out = model[:2](torch.randn(8, 3, 6, 6, generator=gen))
+            model[2].bias.grad = None
+            (torch.nn.functional.linear(out, model[2].weight).sum() + model[2].bias.sum() * 0.5).backward()
+            if step == 3:
+                opt.param_groups[1]["lr"] = 0.0  # undefined updates, both routes
+            opt.step()
+    monkeypatch.delenv("ADAMDIST_NATIVE")
+    return rec.result(), rec.result("grad")
+
+
+def test_native_and_torch_routes_record_the_same(monkeypatch):
+    """Contiguous float32/64 CPU tensors go through the compiled kernel, the rest through torch: same results."""
+    from adamdist import _native
+
+    if _native.library() is None:
+        pytest.skip("no C compiler")
+    fast, slow = _mixed_run(True, monkeypatch), _mixed_run(False, monkeypatch)
+    for a, b in zip(fast, slow):
+        for field in ("count", "nonfinite", "hist", "underflow", "overflow", "steps"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+        for field in ("mean", "var", "abs_var"):  # atol: a constant update's variance is rounding noise
+            np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-12, atol=1e-15)
+        spread = np.nan_to_num(a.var) > 1e-12
+        np.testing.assert_allclose(a.skew[spread], b.skew[spread], rtol=1e-9)
+        for name in a.names:
+            np.testing.assert_array_equal(a.samples[name], b.samples[name])
+    upd = fast[0]
+    j = upd.names.index("2.weight")
+    assert upd.nonfinite[2, j] == upd.count[1, j] and upd.count[2, j] == 0  # step 3: lr 0 in group 1

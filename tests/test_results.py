@@ -263,7 +263,7 @@ def test_native_kernel_build_failure_is_announced(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAMDIST_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("ADAMDIST_NATIVE", "auto")
-    with pytest.warns(RuntimeWarning, match="statistics kernel is unavailable"):
+    with pytest.warns(RuntimeWarning, match="compiled kernels are unavailable"):
         assert _native.library() is None
     # the torch route still gives the statistics
     s = _record_once(torch.tensor([0.5, -0.5, 0.25]), default_edges())
@@ -284,7 +284,7 @@ def test_native_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(_native, "_tried", False)
     monkeypatch.setenv("ADAMDIST_KERNEL_CACHE", str(tmp_path))
     assert _native.library() is not None
-    built = list(tmp_path.glob("stats-*.so"))
+    built = list(tmp_path.glob("kernels-*.so"))
     assert len(built) == 1 and not list(tmp_path.glob("*.tmp*"))
     stamp = built[0].stat().st_mtime_ns
     monkeypatch.setattr(_native, "_tried", False)
@@ -297,3 +297,27 @@ def test_native_kernel_present_where_required():
     if _native.native_mode() != "required":
         pytest.skip("ADAMDIST_NATIVE is not 1")
     assert _native.library() is not None
+
+
+def test_native_kernel_builds_without_openmp_or_native_arch(tmp_path, monkeypatch):
+    """A compiler that knows neither -fopenmp nor -march=native (Apple's clang, say) still gets the kernel."""
+    import shutil
+
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    picky = tmp_path / "picky-cc"
+    picky.write_text(f'#!/bin/sh\nfor a in "$@"; do case "$a" in -fopenmp|-march=native) exit 1;; esac; done\n'
+                     f'exec {cc} "$@"\n')
+    picky.chmod(0o755)
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setattr(_native, "built_with", None)
+    monkeypatch.setenv("ADAMDIST_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(picky))
+    assert _native.library() is not None
+    assert "-fopenmp-simd" in _native.built_with and "-march=native" not in _native.built_with
+    x = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    s = _record_once(x, default_edges())
+    np.testing.assert_array_equal(s.hist[0, 0], np.histogram(x.double().numpy(), default_edges())[0])
+    assert s.var[0, 0] == pytest.approx(x.double().numpy().var(), rel=1e-12)

@@ -1,7 +1,9 @@
-"""The compiled statistics kernel (``stats.c``), built on first use and loaded with ctypes.
+"""adamdist's compiled CPU kernels (``kernels.c``), built on first use and loaded with ctypes.
 
 :class:`adamdist.results.StatsAccumulator` summarises CPU tensors with one
-pass of ``stats.c`` instead of a dozen torch operations. The source is plain
+pass of ``adamdist_stats`` instead of a dozen torch operations, and
+:func:`adamdist.simulate.run` steps its optimizers with ``adamdist_step``
+(one pass instead of eight). The source is plain
 C99 with OpenMP and needs no Python or torch headers, so building it takes a
 second with any C compiler (``$CC``, else ``cc``). The shared library is
 cached under ``$ADAMDIST_KERNEL_CACHE`` (default
@@ -9,8 +11,8 @@ cached under ``$ADAMDIST_KERNEL_CACHE`` (default
 the platform, and written atomically, so concurrent processes never load a
 half-written file.
 
-Without a working compiler the accumulator uses its torch route, which gives
-the same statistics more slowly; that is announced once with a
+Without a working compiler both use their torch route, which gives the same
+results (to float rounding) more slowly; that is announced once with a
 :class:`RuntimeWarning`, never silently. ``ADAMDIST_NATIVE=0`` turns the
 kernel off deliberately (no warning); ``ADAMDIST_NATIVE=1`` makes a failed
 build an error instead of a warning (CI sets it).
@@ -31,15 +33,20 @@ from pathlib import Path
 
 __all__ = ["library", "native_mode"]
 
-_SOURCE = Path(__file__).with_name("stats.c")
-_FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off"]
-# -ffp-contract=off: no fused multiply-adds, so (a - b) / lr rounds exactly as torch's separate ops do.
-# -march=native doubles the speed (wide vectors); the library is then only good for this CPU, which is
-# why the CPU's feature flags are part of its name. Compilers that refuse it get the portable build.
-_NATIVE_ARCH = ["-march=native"]
+_SOURCE = Path(__file__).with_name("kernels.c")
+_FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno"]
+# -ffp-contract=off: no fused multiply-adds but the ones written out, so (a - b) / lr rounds exactly as
+# torch's separate operations do. -fno-math-errno: sqrt becomes one (vector) instruction.
+# Tried in order, the first that builds wins:
+# -march=native doubles the speed (wide vectors); the library is then only good for this CPU, which is why
+# the CPU's feature flags are part of its name. -fopenmp spreads the work over torch's threads; compilers
+# without OpenMP (Apple's clang) get -fopenmp-simd: vector loops, one thread.
+_VARIANTS = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native", "-fopenmp-simd"], ["-fopenmp-simd"])
 
 _lib = None
 _tried = False
+built_with: list[str] | None = None
+"""Flags of the loaded build (``None`` before the first :func:`library` call or without one)."""
 
 
 def native_mode() -> str:
@@ -78,7 +85,7 @@ def _build(compiler: str, flags: list[str]) -> Path:
     source = _SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), compiler.encode(), platform.machine().encode(),
                                      sys.platform.encode(), _cpu_signature()])).hexdigest()[:16]
-    target = _cache_dir() / f"stats-{key}.so"
+    target = _cache_dir() / f"kernels-{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +109,7 @@ def library():
     Built at most once per process. Import torch before calling: its bundled
     OpenMP runtime is then the one the kernel links against.
     """
-    global _lib, _tried
+    global _lib, _tried, built_with
     mode = native_mode()
     if mode == "off":
         return None
@@ -113,20 +120,28 @@ def library():
     try:
         if shutil.which(compiler) is None:
             raise RuntimeError(f"no C compiler {compiler!r} on PATH (set CC to choose one)")
-        try:
-            path = _build(compiler, _FLAGS + _NATIVE_ARCH)
-        except RuntimeError:
-            path = _build(compiler, _FLAGS)
-        lib = ctypes.CDLL(str(path))
+        errors = []
+        for variant in _VARIANTS:
+            try:
+                lib = ctypes.CDLL(str(_build(compiler, _FLAGS + variant)))
+                built_with = [compiler, *_FLAGS, *variant]
+                break
+            except (OSError, RuntimeError) as exc:
+                errors.append(f"{' '.join(variant)}: {exc}")
+        else:
+            raise RuntimeError("every build failed:\n" + "\n".join(errors))
         lib.adamdist_stats.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p,
                                        ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_double,
                                        ctypes.c_int]
         lib.adamdist_stats.restype = ctypes.c_int
+        lib.adamdist_step.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+        lib.adamdist_step.restype = ctypes.c_int
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         if mode == "required":
-            raise RuntimeError(f"ADAMDIST_NATIVE=1 but adamdist's statistics kernel could not be built: {exc}") from exc
-        warnings.warn(f"adamdist's compiled statistics kernel is unavailable ({exc}); CPU statistics use the "
-                      f"torch route instead: same results, several times slower. Install a C compiler "
+            raise RuntimeError(f"ADAMDIST_NATIVE=1 but adamdist's compiled kernels could not be built: {exc}") from exc
+        warnings.warn(f"adamdist's compiled kernels are unavailable ({exc}); statistics and simulations on the "
+                      f"CPU use the torch route instead: same results, several times slower. Install a C compiler "
                       f"(e.g. apt install gcc) or set ADAMDIST_NATIVE=0 to silence this.",
                       RuntimeWarning, stacklevel=3)
         return None
