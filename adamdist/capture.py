@@ -225,12 +225,17 @@ class UpdateRecorder:
 
     Notes
     -----
-    *Cost.* Per recorded step and tracked tensor: one ``copy_`` into a
-    preallocated snapshot (pre-hook), one in-place subtraction and division
-    (post-hook), and the device-side reductions of
-    :class:`~adamdist.results.StatsAccumulator`. No ``.item()``, ``.cpu()``
-    or ``float(tensor)`` runs inside the step, also for tensor learning rates
-    (they divide on the device). Memory: one snapshot per tracked parameter
+    *Cost.* Per recorded step: one multi-tensor copy into preallocated
+    snapshots (pre-hook), then the statistics. On a GPU (post-hook): per
+    tensor an in-place subtraction and division and the device-side
+    reductions of :class:`~adamdist.results.StatsAccumulator`; no ``.item()``,
+    ``.cpu()`` or ``float(tensor)`` runs inside the step, also for tensor
+    learning rates (they divide on the device). On the CPU, contiguous
+    float32/float64 tensors instead go to adamdist's compiled kernel in one
+    call per step, which reads snapshot and parameter once and evaluates
+    ``(snapshot - theta) / (-lr)`` in the parameter's dtype, exactly as the
+    torch route does, without writing it out (other tensors take the torch
+    route). Memory: one snapshot per tracked parameter
     plus ``O(steps * (bins + sample_size))`` per tensor; all of it is freed
     by :meth:`detach`, after the (small) statistics were copied to the host.
 

@@ -72,8 +72,19 @@ the paper's Figures 5-6), :class:`StudentT`, :class:`Cauchy` (Figure 7),
 ``f(step, n, generator, device, dtype) -> Tensor`` of shape ``(n,)``, works too.
 
 Reproducibility: all randomness comes from one :class:`torch.Generator`
-seeded with ``seed``; the same seed, device and dtype give bit-identical
-results. The same code runs on CPU and CUDA.
+seeded with ``seed``; the same seed, device, dtype and kernel give
+bit-identical results. The same code runs on CPU and CUDA.
+
+Two routes, one recursion. On CUDA (and on a CPU without a C compiler) each
+step is a handful of in-place torch operations in ``torch.optim``'s order, so
+the updates are bit-identical to ``torch.optim``'s. On the CPU the step runs in
+adamdist's compiled kernel (:mod:`adamdist._native`): one pass over memory
+instead of eight, the same operations in the same order, so the same values to
+float rounding (a last-bit difference in about one coordinate in six, because
+torch's vectorised CPU square root is not correctly rounded). The statistics
+of every step come from one pass of the kernel too. ``metadata["kernel"]``
+says which route ran (``"compiled"`` or ``"torch"``); ``ADAMDIST_NATIVE=0``
+forces the torch route.
 """
 
 from __future__ import annotations
@@ -343,7 +354,7 @@ class _Optimizer:
 
 
 def _adam_step(s, g, t, hp, u):
-    """torch.optim.Adam (single-tensor path), same operation order, so the same float32 rounding."""
+    """torch.optim.Adam (single-tensor path), same operation order, so the same float32 rounding (the torch route)."""
     b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
     s["m"].lerp_(g, 1 - b1)
     s["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -510,7 +521,8 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
     UpdateStats
         One row per recorded step, one name. ``metadata`` records optimizer,
         hyper-parameters, gradient model, ``n``, ``steps``, seed, device,
-        dtype and the torch and adamdist versions.
+        dtype, the kernel (``"compiled"`` or ``"torch"``, see the module
+        docstring) and the torch and adamdist versions.
 
     Examples
     --------

@@ -18,7 +18,10 @@ so that the routes never share hooks:
 
 The baselines histogram the parameters themselves, as those tools usually do,
 so they are spared the snapshot and the difference that the update needs: the
-comparison is tilted in their favour.
+comparison is tilted in their favour. The ``(updates)`` variants log what the
+recorder logs: a snapshot before the step (one ``_foreach_copy_``), then the
+update ``(theta_t - theta_{t-1}) / lr`` (``_foreach_sub_`` and a division),
+histogrammed the baseline's way.
 
 The four routes run interleaved, round after round, and we report medians:
 the machine is shared, so a single timing means little. Besides whole
@@ -67,18 +70,39 @@ def build_model(which: str):
     return regnet.RegNet(params, num_classes=10), "torchvision RegNet with RegNetX-200MF parameters (ImageNet layout)"
 
 
-def tensorboard_style(model):
-    for p in model.parameters():
+def tensorboard_style(tensors):
+    for p in tensors:
         x = p.detach().cpu().numpy()
         np.histogram(x, bins=EDGES)
         x.min(), x.max(), x.sum(), np.dot(x.ravel(), x.ravel())
 
 
-def wandb_style(model):
-    for p in model.parameters():
+def wandb_style(tensors):
+    for p in tensors:
         x = p.detach()
         lo, hi = x.min().item(), x.max().item()  # host synchronisation per tensor
         torch.histc(x, bins=64, min=lo, max=hi).cpu()
+
+
+class UpdateLogger:
+    """A baseline's histogram of the update: snapshot in a pre-step hook, difference and log after."""
+
+    def __init__(self, opt, log):
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+        self.snaps = [torch.empty_like(p) for p in self.params]
+        self.opt, self.log = opt, log
+        opt.register_step_pre_hook(self.pre)
+
+    def pre(self, *_):
+        with torch.no_grad():
+            torch._foreach_copy_(self.snaps, self.params)
+
+    def after_step(self):
+        with torch.no_grad():
+            torch._foreach_sub_(self.snaps, self.params)  # theta_{t-1} - theta_t
+            lr = self.opt.param_groups[0]["lr"]
+            torch._foreach_div_(self.snaps, -lr)
+            self.log(self.snaps)
 
 
 def main():
@@ -96,7 +120,8 @@ def main():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (args.batch,), generator=gen)
-    routes = ["bare", "adamdist", "tensorboard-style", "wandb-style"]
+    routes = ["bare", "adamdist", "tensorboard-style", "wandb-style", "tensorboard-style (updates)",
+              "wandb-style (updates)"]
     runs, description = {}, None
     for route in routes:
         torch.manual_seed(0)
@@ -106,13 +131,15 @@ def main():
         if route == "adamdist":
             rec = UpdateRecorder(opt, model, steps=args.warmup + args.rounds + args.tail_rounds,
                                  sample_size=2000).attach()
+        elif route.endswith("(updates)"):
+            rec = UpdateLogger(opt, tensorboard_style if route.startswith("tensorboard") else wandb_style)
         runs[route] = (model, opt, rec)
     n_params = sum(p.numel() for p in runs["bare"][0].parameters())
     n_tensors = len(list(runs["bare"][0].parameters()))
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(route, log_only=False):
-        model, opt, _ = runs[route]
+        model, opt, logger = runs[route]
         t0 = time.perf_counter()
         if not log_only:
             opt.zero_grad(set_to_none=True)
@@ -120,9 +147,11 @@ def main():
         t1 = time.perf_counter()
         opt.step()
         if route == "tensorboard-style":
-            tensorboard_style(model)
+            tensorboard_style(model.parameters())
         elif route == "wandb-style":
-            wandb_style(model)
+            wandb_style(model.parameters())
+        elif route.endswith("(updates)"):
+            logger.after_step()
         t2 = time.perf_counter()
         return t2 - t0, t2 - t1
 
@@ -155,17 +184,17 @@ def main():
           f"Adam; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print(f"whole steps: {args.rounds} rounds after {args.warmup} warm-up; optimizer step + logging: "
           f"{args.tail_rounds} rounds; routes interleaved; median (min-max)\n")
-    print(f"{'route':<19}{'whole step [ms]':>26}{'opt.step+logging [ms]':>26}{'logging [ms]':>14}{'% of bare':>11}")
+    print(f"{'route':<29}{'whole step [ms]':>26}{'opt.step+logging [ms]':>26}{'logging [ms]':>14}{'% of bare':>11}")
     for r in routes:
         w, a = whole[r], tail[r]
-        print(f"{r:<19}{med[r] * 1e3:>9.0f} ({min(w) * 1e3:7.0f}-{max(w) * 1e3:7.0f})"
+        print(f"{r:<29}{med[r] * 1e3:>9.0f} ({min(w) * 1e3:7.0f}-{max(w) * 1e3:7.0f})"
               f"{tmed[r] * 1e3:>9.1f} ({min(a) * 1e3:6.1f}-{max(a) * 1e3:6.1f})"
               f"{cost[r] * 1e3:>14.1f}{100 * cost[r] / bare:>10.1f}%")
     spread = (max(whole["bare"]) - min(whole["bare"])) / bare
     print(f"\nadamdist overhead: {100 * cost['adamdist'] / bare:.1f}% of the bare training step "
           f"(whole-step medians differ by {100 * (med['adamdist'] / bare - 1):+.1f}%, but the bare step alone "
           f"spans {100 * spread:.0f}% of its median across rounds here)")
-    for r in ("tensorboard-style", "wandb-style"):
+    for r in routes[2:]:
         ratio = cost[r] / cost["adamdist"] if cost["adamdist"] > 0 else float("inf")
         print(f"{r}: logging costs {ratio:.2f}x the adamdist recorder's")
     print(f"result(): {t_result * 1e3:.0f} ms, once, for {stats.steps.size} steps x {len(stats.names)} tensors")
