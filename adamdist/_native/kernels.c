@@ -42,7 +42,7 @@
  * caller guarantees the edges lie within 1e-9 of a bin of the uniform grid, and the position's own
  * rounding error is below 1e-12 for any realistic number of bins, so anything farther is exact. */
 #define NEAR 1e-7
-#define LANES 4 /* interleaved sub-histograms (count_bins): equal consecutive bins do not serialise on one counter */
+#define LANES 8 /* interleaved sub-histograms (count_bins): equal consecutive bins do not serialise on one counter */
 
 typedef struct {
     const void *a;        /* values, or theta_{t-1} when b is set */
@@ -101,13 +101,15 @@ static inline int64_t bin_of(double x, const double *edges, int64_t nb) {
     return lo;
 }
 
-/* add the bins kb[0..m) to the four interleaved sub-histograms */
+/* add the bins kb[0..m) to the LANES interleaved sub-histograms */
 static inline void count_bins(const int32_t *restrict kb, int64_t m, int32_t *restrict lanes, int64_t width) {
     int32_t *restrict l0 = lanes, *restrict l1 = lanes + width, *restrict l2 = lanes + 2 * width,
-            *restrict l3 = lanes + 3 * width;
+            *restrict l3 = lanes + 3 * width, *restrict l4 = lanes + 4 * width, *restrict l5 = lanes + 5 * width,
+            *restrict l6 = lanes + 6 * width, *restrict l7 = lanes + 7 * width;
     int64_t i = 0;
-    for (; i + 4 <= m; i += 4) {
+    for (; i + 8 <= m; i += 8) {
         l0[kb[i]]++; l1[kb[i + 1]]++; l2[kb[i + 2]]++; l3[kb[i + 3]]++;
+        l4[kb[i + 4]]++; l5[kb[i + 5]]++; l6[kb[i + 6]]++; l7[kb[i + 7]]++;
     }
     for (; i < m; i++) l0[kb[i]]++;
 }
@@ -169,28 +171,28 @@ static void chunk_stats(const job_t *j, int is_double, int64_t start, int64_t st
             if (isfinite(sx) && isfinite(sa)) { shift = sx / (double)m; ashift = sa / (double)m; }
             shifted = 1;
         }
-        /* omp simd reduction: vector accumulators, i.e. a fixed, data-independent summation order */
-        #pragma omp simd reduction(+:s1, s2, s3, a1, a2)
+        /* one vector loop: power sums (omp simd reduction: vector accumulators, i.e. a fixed summation
+         * order) and, for uniform edges, the affine guess of every bin, clamped to [0, nb + 1] before the
+         * conversion; a value whose position lies within NEAR of an integer may sit on (or within rounding
+         * of) an edge and is settled below */
+        int64_t near = 0;
+        const double top = (double)nb + 1.5;
+        #pragma omp simd reduction(+:s1, s2, s3, a1, a2, near)
         for (int64_t i = 0; i < m; i++) {
-            double d = xb[i] - shift, d2 = d * d;
-            double a = fabs(xb[i]) - ashift;
+            double x = xb[i];
+            double d = x - shift, d2 = d * d;
+            double a = fabs(x) - ashift;
             s1 += d; s2 += d2; s3 += d2 * d; a1 += a; a2 += a * a;
+            double pos = (x - e0) * inv_w + 1.0;
+            pos = pos < 0.5 ? 0.5 : pos;
+            pos = pos > top ? top : pos;
+            int32_t k = (int32_t)pos;
+            double f = pos - (double)k;
+            kb[i] = k;
+            near += (f < NEAR) | (f > 1.0 - NEAR);
         }
         cnt += (double)m;
         if (uniform) {
-            /* affine guess, clamped to [0, nb + 1] before the conversion; a value whose position lies
-             * within NEAR of an integer may sit on (or within rounding of) an edge and is settled below */
-            int64_t near = 0;
-            #pragma omp simd reduction(+:near)
-            for (int64_t i = 0; i < m; i++) {
-                double pos = (xb[i] - e0) * inv_w + 1.0;
-                pos = pos < 0.5 ? 0.5 : pos;
-                pos = pos > (double)nb + 1.5 ? (double)nb + 1.5 : pos;
-                int32_t k = (int32_t)pos;
-                double f = pos - (double)k;
-                kb[i] = k;
-                near += (f < NEAR) | (f > 1.0 - NEAR);
-            }
             if (near) {
                 for (int64_t i = 0; i < m; i++) {  /* exact comparisons with the edges themselves */
                     double x = xb[i];
