@@ -265,3 +265,18 @@ def test_time_shuffled_keeps_each_coordinates_values():
     draw = tx._time_shuffled_gradients(x, seed=3)
     out = np.stack([draw(t, 50, None, "cpu", torch.float64).numpy() for t in range(1, 7)])
     assert np.allclose(np.sort(out, axis=0), np.sort(x, axis=0)) and not np.allclose(out, x)
+
+
+@pytest.mark.parametrize("which", ["quick", "paper"])
+def test_configs_have_the_three_runs_of_the_issue(which):
+    from adamdist.experiments import transformer as tx
+
+    c = tx.configs(which)
+    assert set(c) == {"theory", "fairseq", "fairseq_no_warmup"}
+    assert c["theory"].beta1 == 0 and c["theory"].warmup_updates == 0
+    assert (c["fairseq"].beta1, c["fairseq"].beta2, c["fairseq"].warmup_updates) == (0.9, 0.98, 4000)
+    nw = c["fairseq_no_warmup"]
+    assert (nw.lr, nw.warmup_updates, nw.beta1, nw.beta2) == (3e-4, 0, 0.9, 0.98)
+    assert len({x.split for x in c.values()}) == 1
+    with pytest.raises(ValueError, match="profile"):
+        tx.configs("huge")
