@@ -494,14 +494,16 @@ class UpdateRecorder:
             return
         self._active = None
         with torch.no_grad():
+            for g, group in enumerate(optimizer.param_groups):
+                self._lr[slot, g].fill_(group["lr"])
             if self._native["update"]:
-                # the kernel evaluates (snap - theta_t) / (-lr) itself, as the torch route below does
-                neg_lr = np.array([np.nan if float(g["lr"]) == 0 else -float(g["lr"]) for g in optimizer.param_groups])
+                # the kernel evaluates (snap - theta_t) / (-lr) itself, as the torch route below does;
+                # the kernel runs on the CPU only, where float(lr) of a tensor rate waits for nothing
+                lrs = np.array([float(group["lr"]) for group in optimizer.param_groups])
+                neg_lr = np.where(lrs == 0, np.nan, -lrs)
                 for batch, members, groups in self._native["update"]:
                     batch.run(slot, [t.local(t.param) for t in members], before=[t.snap for t in members],
                               neg_lr=neg_lr[groups])
-                for g, group in enumerate(optimizer.param_groups):
-                    self._lr[slot, g].fill_(group["lr"])
             if not self._by_group:
                 return self._finish_step(slot)
             snaps = [t.snap for g, members in self._by_group for t in members]
@@ -510,7 +512,6 @@ class UpdateRecorder:
             torch._foreach_sub_(snaps, [t.local(t.param) for g, members in self._by_group for t in members])
             for g, members in self._by_group:
                 lr = optimizer.param_groups[g]["lr"]
-                self._lr[slot, g].fill_(lr)
                 if isinstance(lr, torch.Tensor):
                     # float(lr) would wait for a device: keep the zero test there too (x / NaN is NaN).
                     # CPU tensors take the same route, so the tests on the CPU exercise it.

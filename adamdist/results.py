@@ -366,7 +366,7 @@ def _native_code(dtype) -> int | None:
     return {torch.float32: 0, torch.float64: 1}.get(dtype)
 
 
-# one row per tensor; the layout of job_t in _native/stats.c (every field 8 bytes: no padding)
+# one row per tensor; the layout of job_t in _native/kernels.c (every field 8 bytes: no padding)
 _JOB_DTYPE = np.dtype([("a", np.uintp), ("b", np.uintp), ("neg_lr", np.float64), ("n", np.int64),
                        ("sample_idx", np.uintp), ("sample_col", np.uintp), ("n_sample", np.int64),
                        ("sample_out", np.uintp), ("hist", np.uintp), ("moments", np.uintp),
@@ -385,7 +385,7 @@ class NativeBatch:
     def __init__(self, acc: "StatsAccumulator", lib, name_indices, numels, dtype, samples, abs_sum):
         import torch
 
-        self._acc, self._lib = acc, lib
+        self._acc, self._lib = acc, lib  # the accumulator owns the buffers the table points into
         self._dtype = dtype
         self._code = _native_code(dtype)
         k = len(name_indices)
@@ -409,10 +409,9 @@ class NativeBatch:
             if col is not None:
                 col = col.to(device="cpu", dtype=torch.int64).contiguous()
                 jobs["sample_col"][q] = col.data_ptr()
-            self._keep += [idx, col]
+            self._keep += [t for t in (idx, col, out) if t is not None]
             self._out_base[q] = out.data_ptr()
             self._out_stride[q] = out.stride(0) * 8
-            self._keep.append(out)
         n_names, width = len(acc.names), acc.edges.size + 1
         # byte offsets of row (slot, name) in the accumulator's (steps, names, k) buffers
         self._hist = (acc._hist.data_ptr(), n_names * width * 8, index * width * 8)
@@ -529,7 +528,7 @@ class StatsAccumulator:
             self._sample_idx.append(idx.to(self.device))
         self._samples = [torch.full((s, idx.numel()), float("nan"), **f64) for idx in self._sample_idx]
         self._steps = np.zeros(s, dtype=np.int64)
-        self._single = {}  # (name_index, dtype) -> NativeBatch of one tensor, for record()
+        self._single = {}  # (name_index, dtype, numel) -> NativeBatch of one tensor (or None), for record()
 
     def record(self, slot: int, name_index: int, values) -> None:
         """Record the statistics of ``values`` (any shape) at row ``slot``.

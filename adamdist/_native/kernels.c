@@ -70,25 +70,6 @@ typedef struct {
 } chunk_t;
 
 
-static inline double value_f32(const job_t *j, int64_t i) {
-    const float *a = (const float *)j->a;
-    if (!j->b) return (double)a[i];
-    const float *b = (const float *)j->b;
-    float d = a[i] - b[i];
-    return (double)(d / (float)j->neg_lr);
-}
-
-static inline double value_f64(const job_t *j, int64_t i) {
-    const double *a = (const double *)j->a;
-    if (!j->b) return a[i];
-    const double *b = (const double *)j->b;
-    return (a[i] - b[i]) / j->neg_lr;
-}
-
-static inline double value_at(const job_t *j, int64_t i, int is_double) {
-    return is_double ? value_f64(j, i) : value_f32(j, i);
-}
-
 /* bin of a finite x by bisection: 0 below edges[0], k for edges[k-1] <= x < edges[k], nb + 1 above
  * edges[nb]; x == edges[nb] belongs to the last bin (numpy.histogram's rule) */
 static inline int64_t bin_of(double x, const double *edges, int64_t nb) {
@@ -314,7 +295,7 @@ int adamdist_stats(const job_t *jobs, int64_t n_jobs, int dtype, const double *e
             const job_t *j = &jobs[q];
             for (int64_t s = 0; s < j->n_sample; s++) {
                 int64_t col = j->sample_col ? j->sample_col[s] : s;
-                j->sample_out[col] = value_at(j, j->sample_idx[s], is_double);
+                load_block(j, is_double, j->sample_idx[s], 1, &j->sample_out[col]);  /* the same formula */
             }
         }
     }

@@ -75,13 +75,11 @@ _PAPER_STEPS = 100
 
 
 @dataclass(frozen=True)
-class CifarConfig:
-    """One CIFAR-10 training run whose updates are recorded.
+class _RecordedRun:
+    """What every vision run shares: the training and recording settings.
 
     Attributes
     ----------
-    arch : str
-        A :func:`adamdist.models.vision_model` name.
     steps : int
         Optimizer steps recorded, :math:`m = 1..\\text{steps}`.
     batch_size : int
@@ -104,7 +102,6 @@ class CifarConfig:
         Coordinates per tensor whose exact values are kept (KS distances).
     """
 
-    arch: str = "regnetx_200mf"
     steps: int = _QUICK_CIFAR_STEPS
     batch_size: int = _QUICK_DEFAULT_BATCH
     lr: float = 1e-3
@@ -117,52 +114,55 @@ class CifarConfig:
     sample_size: int = 2000
 
     def __post_init__(self):
-        _check_common(self)
+        check_int(self.steps, "steps", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_range(self.lr, "lr", 0.0, np.inf, low_open=True)
+        check_range(self.beta1, "beta1", 0.0, 1.0, high_open=True)
+        check_range(self.beta2, "beta2", 0.0, 1.0, high_open=True)
+        check_range(self.eps, "eps", 0.0, np.inf)
+        check_int(self.seed, "seed")
+        check_int(self.data_seed, "data_seed")
+        check_int(self.min_numel, "min_numel", low=0)
+        check_int(self.sample_size, "sample_size", low=0)
 
 
 @dataclass(frozen=True)
-class MnistConfig:
+class CifarConfig(_RecordedRun):
+    """One CIFAR-10 training run whose updates are recorded.
+
+    The fields of the shared settings (``steps``, ``batch_size``, ``lr``,
+    ``beta1``, ``beta2``, ``eps``, ``seed``, ``data_seed``, ``min_numel``,
+    ``sample_size``; see :class:`_RecordedRun`), and:
+
+    Attributes
+    ----------
+    arch : str
+        A :func:`adamdist.models.vision_model` name.
+    """
+
+    arch: str = "regnetx_200mf"
+
+    def __post_init__(self):
+        super().__post_init__()
+        from ..models.vision import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES or self.arch == "mnist_cnn":
+            raise ValueError(f"arch must be a CIFAR model, one of {sorted(set(ARCHITECTURES) - {'mnist_cnn'})}, "
+                             f"got {self.arch!r}")
+
+
+@dataclass(frozen=True)
+class MnistConfig(_RecordedRun):
     """One MNIST training run of the 4-layer CNN, updates and gradients recorded.
 
-    Same fields as :class:`CifarConfig` (no ``arch``: the model is
-    :func:`adamdist.models.mnist_cnn`). The gradient is recorded as well
-    (``UpdateRecorder(record_grad=True)``); its per-step moments are in the
-    result's ``metadata["grad"]``.
+    The shared settings of :class:`_RecordedRun` (no ``arch``: the model is
+    :func:`adamdist.models.mnist_cnn`), with MNIST's quick defaults. The
+    gradient is recorded as well (``UpdateRecorder(record_grad=True)``); its
+    per-step moments are in the result's ``metadata["grad"]``.
     """
 
     steps: int = _QUICK_MNIST_STEPS
     batch_size: int = 64
-    lr: float = 1e-3
-    beta1: float = 0.0
-    beta2: float = 0.999
-    eps: float = 1e-12
-    seed: int = 0
-    data_seed: int = 0
-    min_numel: int = 10_000
-    sample_size: int = 2000
-
-    def __post_init__(self):
-        _check_common(self)
-
-
-def _check_common(config) -> None:
-    check_int(config.steps, "steps", low=1)
-    check_int(config.batch_size, "batch_size", low=1)
-    check_range(config.lr, "lr", 0.0, np.inf, low_open=True)
-    check_range(config.beta1, "beta1", 0.0, 1.0, high_open=True)
-    check_range(config.beta2, "beta2", 0.0, 1.0, high_open=True)
-    check_range(config.eps, "eps", 0.0, np.inf)
-    check_int(config.seed, "seed")
-    check_int(config.data_seed, "data_seed")
-    check_int(config.min_numel, "min_numel", low=0)
-    check_int(config.sample_size, "sample_size", low=0)
-    arch = getattr(config, "arch", None)
-    if arch is not None:
-        from ..models.vision import ARCHITECTURES
-
-        if arch not in ARCHITECTURES or arch == "mnist_cnn":
-            raise ValueError(f"arch must be a CIFAR model, one of {sorted(set(ARCHITECTURES) - {'mnist_cnn'})}, "
-                             f"got {arch!r}")
 
 
 def cifar_config(arch: str = "regnetx_200mf", run_profile: str | None = None, **overrides) -> CifarConfig:
