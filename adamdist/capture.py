@@ -55,6 +55,9 @@ DEFAULT_STEPS = 100
 
 _KINDS = ("update", "grad")
 
+#: Entries summarised together by one DeviceBatch on the torch route: its temporaries take ~40 bytes each.
+_CHUNK_ENTRIES = 1 << 22
+
 
 def _jsonable(value):
     """Hyper-parameters as JSON (tensors become numbers, tuples lists, the rest repr)."""
@@ -181,6 +184,35 @@ class _Tracked:
         return tensor.to_local() if self.sharded else tensor
 
 
+class _Chunk:
+    """Tensors of one param group and dtype whose statistics the torch route computes in one batch.
+
+    Their snapshots are views into one flat buffer, so after the in-place
+    difference the updates of all of them are already concatenated.
+    """
+
+    __slots__ = ("group", "members", "flat", "batch")
+
+
+def _chunks_of(tracked):
+    """Consecutive runs of tensors with the same group and dtype, each of at most ``_CHUNK_ENTRIES`` entries
+    (or one larger tensor alone)."""
+    budget = _CHUNK_ENTRIES
+    out, run, size = [], [], 0
+    for t in tracked:
+        key = (t.group, t.local(t.param).dtype)
+        n = int(np.prod(t.local_shape))
+        if run and (key != run_key or size + n > budget):
+            out.append(run)
+            run, size = [], 0
+        run_key = key
+        run.append(t)
+        size += n
+    if run:
+        out.append(run)
+    return out
+
+
 class UpdateRecorder:
     r"""Record :math:`u_t = (\theta_t - \theta_{t-1})/\eta_t` of a live optimizer.
 
@@ -226,9 +258,12 @@ class UpdateRecorder:
     Notes
     -----
     *Cost.* Per recorded step: one multi-tensor copy into preallocated
-    snapshots (pre-hook), then the statistics. On a GPU (post-hook): per
-    tensor an in-place subtraction and division and the device-side
-    reductions of :class:`~adamdist.results.StatsAccumulator`; no ``.item()``,
+    snapshots (pre-hook), then the statistics. On a GPU (post-hook): one
+    multi-tensor subtraction, then per chunk of up to 4M entries (tensors of
+    one param group and dtype, whose snapshots are views of one flat buffer)
+    a division and about 30 device-side operations of
+    :class:`~adamdist.results.DeviceBatch` (segment reductions, one
+    histogram scatter), however many tensors the chunk holds; no ``.item()``,
     ``.cpu()`` or ``float(tensor)`` runs inside the step, also for tensor
     learning rates (they divide on the device). On the CPU, contiguous
     float32/float64 tensors instead go to adamdist's compiled kernel in one
@@ -281,6 +316,7 @@ class UpdateRecorder:
         self._acc = {}
         # per kind: sampled values in global coordinates, and sums of |x| for Chan's combination of shards
         self._samples = {}
+        self._sample_buf = {}
         self._abs_sum = {}
         self._host = None
         self._step = 0
@@ -384,22 +420,28 @@ class UpdateRecorder:
                                                 for t in self._tracked], n, edges, sample_size=0,
                                    seed=self.seed, device=self.device)
             f64 = dict(dtype=torch.float64, device=self.device)
-            # zeros, not NaN: in a sharded result every column is owned by one rank and the others add 0
-            self._samples[kind] = [torch.zeros((n, t.sample_global.size), **f64) for t in self._tracked]
+            # zeros, not NaN: in a sharded result every column is owned by one rank and the others add 0.
+            # One buffer, a column range per tensor: a batch writes all its tensors' samples at once.
+            widths = np.array([t.sample_global.size for t in self._tracked], dtype=np.int64)
+            self._sample_base = np.concatenate([[0], np.cumsum(widths)])
+            self._sample_buf[kind] = torch.zeros((n, int(widths.sum())), **f64)
+            self._samples[kind] = [self._sample_buf[kind][:, b:b + w] for b, w in zip(self._sample_base, widths)]
             self._abs_sum[kind] = torch.zeros((n, len(self._tracked)), **f64)
             self._acc[kind] = acc
         for t in mine:
             t.index = self.names.index(t.name)
-            local = t.local(t.param)
-            t.snap = torch.empty_like(local, memory_format=torch.contiguous_format)
+            t.snap = None
             t.sample_local = torch.as_tensor(t.sample_local, device=self.device)
             t.sample_cols = torch.as_tensor(t.sample_cols, device=self.device)
         self._mine = mine
         self._native = {kind: self._native_batches(kind) for kind in kinds}
         native = {id(t) for b in self._native["update"] for t in b[1]}
-        loose = [t for t in mine if id(t) not in native]  # the torch route: other devices and dtypes, no compiler
-        groups = sorted({t.group for t in loose})
-        self._by_group = [(g, [t for t in loose if t.group == g]) for g in groups]
+        for t in mine:
+            if id(t) in native:
+                t.snap = torch.empty_like(t.local(t.param), memory_format=torch.contiguous_format)
+        # the torch route (other devices and dtypes, no compiler): a fixed number of launches per chunk
+        self._chunks = [self._make_chunk(members, kinds) for members in
+                        _chunks_of([t for t in mine if id(t) not in native])]
         self._lr = torch.full((n, len(self.optimizer.param_groups)), float("nan"), dtype=torch.float64,
                               device=self.device)
         # steps are counted from the attach; say so when the optimizer had already stepped (then the recorded
@@ -409,6 +451,24 @@ class UpdateRecorder:
         self._handles = [self.optimizer.register_step_pre_hook(self._pre_hook),
                          self.optimizer.register_step_post_hook(self._post_hook)]
         return self
+
+    def _make_chunk(self, members, kinds):
+        import torch
+
+        c = _Chunk()
+        c.group, c.members = members[0].group, members
+        sizes = [int(np.prod(t.local_shape)) for t in members]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        c.flat = torch.empty(int(offsets[-1]), dtype=members[0].local(members[0].param).dtype, device=self.device)
+        for t, o, n in zip(members, offsets, sizes):
+            t.snap = c.flat[o:o + n].view(t.local_shape)
+        src = torch.cat([t.sample_local + int(o) for t, o in zip(members, offsets)])
+        dst = torch.cat([t.sample_cols + int(self._sample_base[t.index]) for t in members])
+        sharded = any(t.sharded for t in members)
+        c.batch = {kind: self._acc[kind].device_batch(
+            [t.index for t in members], sizes, samples=(src, self._sample_buf[kind], dst) if src.numel() else None,
+            abs_sum=self._abs_sum[kind] if sharded else None) for kind in kinds}
+        return c
 
     def _native_batches(self, kind):
         """(batch, members, groups) per dtype: tensors the compiled kernel summarises in one call per step.
@@ -428,7 +488,7 @@ class UpdateRecorder:
             if not members:
                 continue
             batch = acc.native_batch(
-                [t.index for t in members], [t.snap.numel() for t in members], dtype,
+                [t.index for t in members], [int(np.prod(t.local_shape)) for t in members], dtype,
                 samples=[(t.sample_local, t.sample_cols, self._samples[kind][t.index]) for t in members],
                 abs_sum=self._abs_sum[kind] if any(t.sharded for t in members) else None)
             if batch is None:
@@ -444,12 +504,12 @@ class UpdateRecorder:
             h.remove()
         self._handles = []
         self._host = self._local_host()
-        self._acc, self._samples, self._abs_sum, self._native = {}, {}, {}, {}
+        self._acc, self._samples, self._sample_buf, self._abs_sum, self._native = {}, {}, {}, {}, {}
         self._lr = None
         for t in self._tracked:
             t.snap = None
         self._mine = []
-        self._by_group = []
+        self._chunks = []
         self._state = "detached"
 
     def __enter__(self) -> "UpdateRecorder":
@@ -474,6 +534,8 @@ class UpdateRecorder:
             torch._foreach_copy_([t.snap for t in self._mine], [t.local(t.param) for t in self._mine])
 
     def _record_grads(self, slot):
+        import torch
+
         done = set()
         for batch, members, _ in self._native["grad"]:
             grads = [t.param.grad for t in members]
@@ -481,7 +543,12 @@ class UpdateRecorder:
                    for g, t in zip(grads, members)):
                 batch.run(slot, [t.local(g) for g, t in zip(grads, members)])
                 done.update(id(t) for t in members)
-        for t in self._mine:
+        for c in self._chunks:
+            grads = [t.param.grad for t in c.members]
+            if all(g is not None for g in grads):
+                c.batch["grad"].run(slot, torch.cat([t.local(g).reshape(-1) for g, t in zip(grads, c.members)]))
+                done.update(id(t) for t in c.members)
+        for t in self._mine:  # a chunk with a missing gradient: its other tensors one by one
             grad = t.param.grad
             if grad is not None and id(t) not in done:
                 self._record("grad", slot, t, t.local(grad))
@@ -504,30 +571,23 @@ class UpdateRecorder:
                 for batch, members, groups in self._native["update"]:
                     batch.run(slot, [t.local(t.param) for t in members], before=[t.snap for t in members],
                               neg_lr=neg_lr[groups])
-            if not self._by_group:
+            if not self._chunks:
                 return self._finish_step(slot)
-            snaps = [t.snap for g, members in self._by_group for t in members]
             # snap <- theta_{t-1} - theta_t; dividing by -lr below gives (theta_t - theta_{t-1}) / lr
             # bit for bit (IEEE negation is exact), with one pass less than a separate neg_()
-            torch._foreach_sub_(snaps, [t.local(t.param) for g, members in self._by_group for t in members])
-            for g, members in self._by_group:
-                lr = optimizer.param_groups[g]["lr"]
+            torch._foreach_sub_([t.snap for c in self._chunks for t in c.members],
+                                [t.local(t.param) for c in self._chunks for t in c.members])
+            for c in self._chunks:
+                lr = optimizer.param_groups[c.group]["lr"]
                 if isinstance(lr, torch.Tensor):
                     # float(lr) would wait for a device: keep the zero test there too (x / NaN is NaN).
                     # CPU tensors take the same route, so the tests on the CPU exercise it.
-                    divisor = torch.where(lr == 0, float("nan"), -lr)
-                    for t in members:
-                        t.snap.div_(divisor)
+                    c.flat.div_(torch.where(lr == 0, float("nan"), -lr))
+                elif float(lr) == 0:
+                    c.flat.fill_(float("nan"))  # undefined, not +-inf from a division by 0
                 else:
-                    lr = float(lr)
-                    for t in members:
-                        if lr == 0:
-                            t.snap.fill_(float("nan"))  # undefined, not +-inf from a division by 0
-                        else:
-                            t.snap.div_(-lr)
-            for g, members in self._by_group:
-                for t in members:
-                    self._record("update", slot, t, t.snap)
+                    c.flat.div_(-float(lr))
+                c.batch["update"].run(slot, c.flat)
         self._finish_step(slot)
 
     def _finish_step(self, slot):
@@ -548,6 +608,9 @@ class UpdateRecorder:
             self._abs_sum[kind][slot, t.index] = torch.where(torch.isfinite(x), x.abs(), 0.0).sum()
 
     # -- results ----------------------------------------------------------------
+    def _split_samples(self, block):
+        return [np.ascontiguousarray(block[:, b:e]) for b, e in zip(self._sample_base[:-1], self._sample_base[1:])]
+
     def _local_host(self) -> dict:
         """This rank's partial statistics, on the host (one transfer per buffer)."""
         out = {}
@@ -555,7 +618,7 @@ class UpdateRecorder:
             stats = acc.result(n_rows=self._rows)
             out[kind] = {
                 "stats": stats,
-                "samples": [s[:self._rows].cpu().numpy() for s in self._samples[kind]],
+                "samples": self._split_samples(self._sample_buf[kind][:self._rows].cpu().numpy()),
                 "abs_sum": self._abs_sum[kind][:self._rows].cpu().numpy(),
                 "lr": self._lr[:self._rows].cpu().numpy(),
             }

@@ -9,21 +9,31 @@ so that the routes never share hooks:
   parameters, recording every step (histogram on 80 bins, count, mean,
   variance, variance of ``|u|``, skewness, non-finite count, 2000 sampled
   coordinates per tensor);
-* ``tensorboard-style``: after the step, per tensor, copy to the host and
-  ``numpy.histogram`` plus min/max/sum/sum of squares (what
-  ``SummaryWriter.add_histogram`` computes);
-* ``wandb-style``: per tensor, ``min``/``max`` read on the host, then
-  ``torch.histc`` on 64 bins and the counts copied to the host (what
-  ``wandb.watch`` does).
+* ``tensorboard``: after the step, per tensor, what
+  ``SummaryWriter.add_histogram(tag, p)`` computes with its defaults
+  (torch/utils/tensorboard/summary.py, ``make_histogram``): the values copied
+  to the host as float64, ``numpy.histogram`` on the writer's default
+  ``bins="tensorflow"`` edges (+-1e-12 * 1.1^k up to 1e20, and 0: 1,549
+  uneven edges, which numpy bins by sorting), the trimming of empty end bins,
+  and min, max, sum and sum of squares;
+* ``wandb``: per tensor, what ``wandb.watch`` runs for each logged tensor
+  (wandb/integration/torch/wandb_torch.py, ``TorchHistory.log_tensor_stats``):
+  a clone, the finiteness checks (two ``isfinite`` passes, one synchronising),
+  ``min``/``max`` read on the host, ``torch.histc`` on 64 bins, the counts and
+  edges copied to the host;
+* ``... lean``: stripped-down versions that keep only the core of each tool,
+  a stricter bar: ``numpy.histogram`` on adamdist's own 80 even bins plus the
+  four sums (TensorBoard), and ``min``/``max`` plus ``histc`` (wandb).
 
+Neither baseline serialises or writes anything (protocol buffers, event
+files, the wandb run's queue), which tilts the comparison in their favour.
 The baselines histogram the parameters themselves, as those tools usually do,
-so they are spared the snapshot and the difference that the update needs: the
-comparison is tilted in their favour. The ``(updates)`` variants log what the
-recorder logs: a snapshot before the step (one ``_foreach_copy_``), then the
-update ``(theta_t - theta_{t-1}) / lr`` (``_foreach_sub_`` and a division),
-histogrammed the baseline's way.
+so they are spared the snapshot and the difference that the update needs. The
+``(updates)`` variants log what the recorder logs: a snapshot before the step
+(one ``_foreach_copy_``), then the update ``(theta_t - theta_{t-1}) / lr``
+(``_foreach_sub_`` and a division), logged the baseline's way.
 
-The four routes run interleaved, round after round, and we report medians:
+The routes run interleaved, round after round, and we report medians:
 the machine is shared, so a single timing means little. Besides whole
 training steps we time, many more times, the optimizer step plus the logging
 alone (on the gradients of the last backward pass): its difference from the
@@ -70,18 +80,62 @@ def build_model(which: str):
     return regnet.RegNet(params, num_classes=10), "torchvision RegNet with RegNetX-200MF parameters (ImageNet layout)"
 
 
-def tensorboard_style(tensors):
+def tensorboard_default_bins() -> np.ndarray:
+    """SummaryWriter's ``bins="tensorflow"`` edges, built as its constructor builds them."""
+    positive = []
+    v = 1e-12
+    while v < 1e20:
+        positive.append(v)
+        v *= 1.1
+    return np.array([-b for b in reversed(positive)] + [0.0] + positive)
+
+
+TENSORBOARD_BINS = tensorboard_default_bins()
+
+
+def tensorboard(tensors, bins=TENSORBOARD_BINS):
+    for p in tensors:
+        values = p.detach().cpu().numpy().astype(float).reshape(-1)
+        counts, limits = np.histogram(values, bins=bins)
+        # add_histogram keeps the bins from the first to the last non-empty one
+        occupied = np.cumsum(counts > 0)
+        start, end = np.searchsorted(occupied, [0, occupied[-1] - 1], side="right")
+        start, end = int(start), int(end) + 1
+        counts = counts[start - 1:end] if start > 0 else np.concatenate([[0], counts[:end]])
+        limits = limits[start:end + 1]
+        values.min(), values.max(), values.sum(), values.dot(values)
+
+
+def tensorboard_lean(tensors):
     for p in tensors:
         x = p.detach().cpu().numpy()
         np.histogram(x, bins=EDGES)
         x.min(), x.max(), x.sum(), np.dot(x.ravel(), x.ravel())
 
 
-def wandb_style(tensors):
+def wandb(tensors, bins=64):
+    for p in tensors:
+        flat = p.detach().clone().reshape(-1)
+        if flat.numel() == 0 or (~torch.isfinite(flat)).all().item():
+            continue
+        if not torch.isfinite(flat).all():
+            flat = flat[torch.isfinite(flat)]
+        lo, hi = flat.min().item(), flat.max().item()  # host synchronisations
+        if lo == hi:
+            continue
+        counts = flat.histc(bins=bins, min=lo, max=hi).cpu().clone()
+        counts.tolist(), torch.linspace(lo, hi, steps=bins + 1).tolist()
+
+
+def wandb_lean(tensors):
     for p in tensors:
         x = p.detach()
         lo, hi = x.min().item(), x.max().item()  # host synchronisation per tensor
         torch.histc(x, bins=64, min=lo, max=hi).cpu()
+
+
+BASELINES = {"tensorboard": tensorboard, "tensorboard lean": tensorboard_lean, "wandb": wandb,
+             "wandb lean": wandb_lean}
 
 
 class UpdateLogger:
@@ -120,8 +174,7 @@ def main():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (args.batch,), generator=gen)
-    routes = ["bare", "adamdist", "tensorboard-style", "wandb-style", "tensorboard-style (updates)",
-              "wandb-style (updates)"]
+    routes = ["bare", "adamdist", *BASELINES, *(f"{b} (updates)" for b in BASELINES)]
     runs, description = {}, None
     for route in routes:
         torch.manual_seed(0)
@@ -132,7 +185,7 @@ def main():
             rec = UpdateRecorder(opt, model, steps=args.warmup + args.rounds + args.tail_rounds,
                                  sample_size=2000).attach()
         elif route.endswith("(updates)"):
-            rec = UpdateLogger(opt, tensorboard_style if route.startswith("tensorboard") else wandb_style)
+            rec = UpdateLogger(opt, BASELINES[route.removesuffix(" (updates)")])
         runs[route] = (model, opt, rec)
     n_params = sum(p.numel() for p in runs["bare"][0].parameters())
     n_tensors = len(list(runs["bare"][0].parameters()))
@@ -146,10 +199,8 @@ def main():
             loss_fn(model(x), y).backward()
         t1 = time.perf_counter()
         opt.step()
-        if route == "tensorboard-style":
-            tensorboard_style(model.parameters())
-        elif route == "wandb-style":
-            wandb_style(model.parameters())
+        if route in BASELINES:
+            BASELINES[route](model.parameters())
         elif route.endswith("(updates)"):
             logger.after_step()
         t2 = time.perf_counter()

@@ -400,6 +400,89 @@ def test_no_host_sync_in_the_step_on_cuda():
     assert rec.result().metadata["device"].startswith("cuda")
 
 
+# ops that make the host wait for a device (or, on the CPU, mark where it would have to): reading a scalar
+# back, ops whose output size depends on the data, and two that do unless told the size or not to check
+_SYNCING_OPS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "allclose", "nonzero", "masked_select",
+                "_unique2", "unique_dim", "unique_consecutive", "bincount"}
+_SYNCING_UNLESS = {"repeat_interleave": lambda kw: kw.get("output_size") is not None,
+                   "segment_reduce": lambda kw: kw.get("unsafe") is True}
+
+
+class _SyncWatch(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every aten op called while active, and the ones that would wait for a device."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.syncing = [], []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name.split("::")[-1]
+        self.ops.append(name)
+        if name in _SYNCING_OPS or (name in _SYNCING_UNLESS and not _SYNCING_UNLESS[name](kwargs)):
+            self.syncing.append(name)
+        return func(*args, **kwargs)
+
+
+def _watch_recorder_hooks(opt, attach):
+    """Run attach() between two pairs of step hooks that switch a _SyncWatch on around the recorder's own."""
+    watch = _SyncWatch()
+
+    def on(*_):
+        watch.__enter__()
+
+    def off(*_):
+        watch.__exit__(None, None, None)
+
+    opt.register_step_pre_hook(on)
+    opt.register_step_post_hook(on)
+    rec = attach()
+    opt.register_step_pre_hook(off)
+    opt.register_step_post_hook(off)
+    return watch, rec
+
+
+@pytest.mark.parametrize("tensor_lr", [False, True])
+def test_device_route_never_reads_a_value_back_inside_the_step(tensor_lr, monkeypatch):
+    """The torch route (what CUDA runs) checked on the CPU: no op inside the hooks waits for the device.
+
+    With no GPU here, the CUDA test above cannot run; this one watches every aten op the recorder's hooks
+    call, with float and tensor learning rates, gradients recorded too.
+    """
+    monkeypatch.setenv("ADAMDIST_NATIVE", "0")  # the CPU then takes the route CUDA takes
+    model = _mlp()
+    lr = torch.tensor(1e-2) if tensor_lr else 1e-2
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    watch, rec = _watch_recorder_hooks(opt, lambda: UpdateRecorder(opt, model, steps=3, record_grad=True).attach())
+    for step in range(1, 4):
+        opt.zero_grad()
+        _loss(model, step).backward()
+        opt.step()
+    rec.detach()
+    assert "bucketize" in watch.ops and "index_select" in watch.ops  # the watch saw the route's work
+    assert watch.syncing == []
+    assert np.isfinite(rec.result().var).all()
+
+
+@pytest.mark.parametrize("op,expected", [
+    (lambda p: float(p.detach().sum()), "_local_scalar_dense"),
+    (lambda p: torch.repeat_interleave(p.detach(), torch.tensor([1, 2, 3])), "repeat_interleave"),
+    (lambda p: torch.segment_reduce(p.detach(), "sum", lengths=torch.tensor([1, 2])), "segment_reduce"),
+])
+def test_sync_watch_catches_a_value_read_back(op, expected):
+    """The watch above can fail: a hook that reads a value back (or lets an op do it) is caught."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def reads_back(*_):
+        op(model[2].bias)
+
+    watch, _ = _watch_recorder_hooks(opt, lambda: opt.register_step_post_hook(reads_back))
+    _loss(model, 1).backward()
+    opt.step()
+    assert expected in watch.syncing
+
+
 @pytest.mark.parametrize("shape,ranges", [((5, 7), {0: (3, 5)}), ((4, 6), {1: (3, 6)}), ((3, 4, 5), {0: (0, 2), 2: (2, 5)}),
                                           ((5, 7), {0: (5, 5)})])
 def test_local_sample_maps_global_coordinates_into_the_shard(shape, ranges):
@@ -442,12 +525,19 @@ def _mixed_run(native: bool, monkeypatch):
     return rec.result(), rec.result("grad")
 
 
-def test_native_and_torch_routes_record_the_same(monkeypatch):
-    """Contiguous float32/64 CPU tensors go through the compiled kernel, the rest through torch: same results."""
-    from adamdist import _native
+@pytest.mark.parametrize("chunk", [None, 40])
+def test_native_and_torch_routes_record_the_same(chunk, monkeypatch):
+    """Contiguous float32/64 CPU tensors go through the compiled kernel, the rest through torch: same results.
+
+    The torch route summarises tensors of one group and dtype in chunks; ``chunk=40`` splits them into
+    several (and puts a larger tensor alone in one).
+    """
+    from adamdist import _native, capture
 
     if _native.library() is None:
         pytest.skip("no C compiler")
+    if chunk is not None:
+        monkeypatch.setattr(capture, "_CHUNK_ENTRIES", chunk)
     fast, slow = _mixed_run(True, monkeypatch), _mixed_run(False, monkeypatch)
     for a, b in zip(fast, slow):
         for field in ("count", "nonfinite", "hist", "underflow", "overflow", "steps"):

@@ -315,6 +315,7 @@ def test_native_kernel_builds_without_openmp_or_native_arch(tmp_path, monkeypatc
     monkeypatch.setattr(_native, "built_with", None)
     monkeypatch.setenv("ADAMDIST_KERNEL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(picky))
+    monkeypatch.setenv("ADAMDIST_NATIVE", "auto")
     assert _native.library() is not None
     assert "-fopenmp-simd" in _native.built_with and "-march=native" not in _native.built_with
     x = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
