@@ -9,6 +9,9 @@ so that the routes never share hooks:
   parameters, recording every step (histogram on 80 bins, count, mean,
   variance, variance of ``|u|``, skewness, non-finite count, 2000 sampled
   coordinates per tensor);
+* ``adamdist, torch route``: the same recorder with the compiled kernel off
+  (``ADAMDIST_NATIVE=0``): the torch operations that a GPU runs, and what a
+  CPU without a C compiler gets;
 * ``tensorboard``: after the step, per tensor, what
   ``SummaryWriter.add_histogram(tag, p)`` computes with its defaults
   (torch/utils/tensorboard/summary.py, ``make_histogram``): the values copied
@@ -40,6 +43,14 @@ alone (on the gradients of the last backward pass): its difference from the
 bare route is the logging cost, far less noisy than a difference of whole
 steps. Overheads are that cost over the median bare training step.
 
+A GPU could not be timed here; what decides the cost there is the number of
+operations launched and of values read back to the host per step. The last
+table counts them on the CPU: every aten operation of the logging (the
+optimizer's own subtracted) and those that read a value back
+(``_local_scalar_dense``: ``.item()``, ``float()``, ``bool()``). Host copies
+(``.cpu()``) are no-ops on a CPU and are not counted; the TensorBoard routes
+make one per tensor.
+
 Usage::
 
     nice python benchmarks/bench_capture.py --threads 1     # 5 + 21 rounds
@@ -51,11 +62,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from adamdist.capture import UpdateRecorder
 from adamdist.results import default_edges
@@ -159,6 +172,19 @@ class UpdateLogger:
             self.log(self.snaps)
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts aten operations, and those that read a value back to the host."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        self.reads += func._schema.name == "aten::_local_scalar_dense"
+        return func(*args, **(kwargs or {}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="timed whole training steps per route")
@@ -174,16 +200,24 @@ def main():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (args.batch,), generator=gen)
-    routes = ["bare", "adamdist", *BASELINES, *(f"{b} (updates)" for b in BASELINES)]
+    routes = ["bare", "adamdist", "adamdist, torch route", *BASELINES, *(f"{b} (updates)" for b in BASELINES)]
     runs, description = {}, None
     for route in routes:
         torch.manual_seed(0)
         model, description = build_model(args.model)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         rec = None
-        if route == "adamdist":
-            rec = UpdateRecorder(opt, model, steps=args.warmup + args.rounds + args.tail_rounds,
-                                 sample_size=2000).attach()
+        if route.startswith("adamdist"):
+            saved = os.environ.get("ADAMDIST_NATIVE")
+            os.environ["ADAMDIST_NATIVE"] = "0" if route.endswith("torch route") else (saved or "auto")
+            try:  # the route is fixed at attach()
+                rec = UpdateRecorder(opt, model, steps=args.warmup + args.rounds + args.tail_rounds + 1,
+                                     sample_size=2000).attach()
+            finally:
+                if saved is None:
+                    del os.environ["ADAMDIST_NATIVE"]
+                else:
+                    os.environ["ADAMDIST_NATIVE"] = saved
         elif route.endswith("(updates)"):
             rec = UpdateLogger(opt, BASELINES[route.removesuffix(" (updates)")])
         runs[route] = (model, opt, rec)
@@ -219,12 +253,18 @@ def main():
     for _ in range(args.tail_rounds):
         for route in routes:
             tail[route].append(step(route, log_only=True)[1])
+    # Phase 3: one more optimizer step + logging per route, every operation counted.
+    counts = {}
+    for route in routes:
+        with OpCounter() as counter:
+            step(route, log_only=True)
+        counts[route] = (counter.ops, counter.reads)
     rec = runs["adamdist"][2]
     t0 = time.perf_counter()
     stats = rec.result()
     t_result = time.perf_counter() - t0
     rec.detach()
-    assert stats.steps.size == min(args.warmup + args.rounds + args.tail_rounds, len(rec.steps))
+    assert stats.steps.size == args.warmup + args.rounds + args.tail_rounds + 1
     assert np.isfinite(stats.var).all()
 
     med = {r: statistics.median(whole[r]) for r in routes}
@@ -249,6 +289,11 @@ def main():
         ratio = cost[r] / cost["adamdist"] if cost["adamdist"] > 0 else float("inf")
         print(f"{r}: logging costs {ratio:.2f}x the adamdist recorder's")
     print(f"result(): {t_result * 1e3:.0f} ms, once, for {stats.steps.size} steps x {len(stats.names)} tensors")
+    print(f"\nper logging step, on a GPU each a launch or a wait (counted on the CPU; Adam's own "
+          f"{counts['bare'][0]} operations subtracted):")
+    print(f"{'route':<29}{'aten operations':>16}{'values read back':>18}")
+    for r in routes[1:]:
+        print(f"{r:<29}{counts[r][0] - counts['bare'][0]:>16}{counts[r][1] - counts['bare'][1]:>18}")
 
 
 if __name__ == "__main__":

@@ -525,6 +525,35 @@ def _mixed_run(native: bool, monkeypatch):
     return rec.result(), rec.result("grad")
 
 
+def test_torch_route_with_a_missing_gradient(monkeypatch):
+    """A tensor without a gradient at some step (frozen for a while): the rest of its chunk is still recorded,
+    and the gradient statistics equal the compiled kernel's."""
+    from adamdist import _native
+
+    if _native.library() is None:
+        pytest.skip("no C compiler")
+    results = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("ADAMDIST_NATIVE", native)
+        model = _mlp()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        with UpdateRecorder(opt, model, steps=3, sample_size=5, record_grad=True) as rec:
+            for step in range(1, 4):
+                opt.zero_grad()
+                model[0].bias.requires_grad_(step != 2)
+                _loss(model, step).backward()
+                opt.step()
+        results.append(rec.result("grad"))
+    fast, slow = results
+    j = fast.names.index("0.bias")
+    assert fast.count[1, j] == slow.count[1, j] == 0 and fast.count[0, j] == 8
+    np.testing.assert_array_equal(fast.count, slow.count)
+    np.testing.assert_array_equal(fast.hist, slow.hist)
+    np.testing.assert_allclose(fast.var, slow.var, rtol=1e-12)
+    for name in fast.names:
+        np.testing.assert_array_equal(fast.samples[name], slow.samples[name])
+
+
 @pytest.mark.parametrize("chunk", [None, 40])
 def test_native_and_torch_routes_record_the_same(chunk, monkeypatch):
     """Contiguous float32/64 CPU tensors go through the compiled kernel, the rest through torch: same results.
