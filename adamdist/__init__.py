@@ -8,6 +8,7 @@ Adaptive Gradients". One module, one idea:
 ``simulate``     Monte Carlo of optimizer recursions on synthetic gradients
 ``capture``      hooks that record the updates of a live ``torch.optim`` optimizer
 ``results``      the tidy result type shared by ``simulate`` and ``capture``
+``optim``        optimizers as other libraries ship them (fairseq's Adam)
 
 Modules that need torch are imported on demand, so ``import adamdist`` and
 ``adamdist.theory`` work without it.

@@ -47,6 +47,13 @@ Optimizers (``optimizer=``)
 
     with :math:`c_n = 1-\beta_2^t`, :math:`c_m = 1-\beta_1^t`. With
     :math:`\beta_1 = 0` it coincides with ``"adam"``.
+``"fairseq_adam"``
+    fairseq's Adam (:class:`adamdist.optim.FairseqAdam`, what the paper's
+    transformer ran): :math:`\epsilon` is added before the bias correction,
+
+    .. math:: u_t = -\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\,\frac{m_t}{\sqrt{v_t} + \epsilon},
+
+    which is ``"adam"`` with :math:`\epsilon_t = \epsilon/\sqrt{1-\beta_2^t}`.
 ``"rmsprop"``
     :class:`torch.optim.RMSprop` with ``alpha = beta2`` and
     ``momentum = beta1`` (PyTorch's convention: the buffer is
@@ -366,6 +373,17 @@ def _adam_step(s, g, t, hp, u):
     torch.mul(s["m"], -1 / bc1, out=u).div_(denom)
 
 
+def _fairseq_adam_step(s, g, t, hp, u):
+    """fairseq's Adam (:class:`adamdist.optim.FairseqAdam`): eps added to sqrt(v) before the bias correction."""
+    b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
+    s["m"].mul_(b1).add_(g, alpha=1 - b1)
+    s["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = s["tmp"]
+    torch.sqrt(s["v"], out=denom).add_(eps)
+    # addcdiv(m, denom, value=-step_size) computes (value * m) / denom
+    torch.mul(s["m"], -(math.sqrt(1 - b2**t) / (1 - b1**t)), out=u).div_(denom)
+
+
 def _laprop_step(s, g, t, hp, u):
     """Paper eqs. 2-4: normalise first (eq. 3), then average the normalised gradients."""
     b1, b2, eps = hp["beta1"], hp["beta2"], hp["eps"]
@@ -417,6 +435,8 @@ OPTIMIZERS = {
     "rmsprop": _Optimizer("rmsprop", {"beta1": 0.0, "beta2": 0.99, "eps": 1e-8}, ("m", "v", "tmp"), _rmsprop_step, 2),
     "adagrad": _Optimizer("adagrad", {"beta1": 0.0, "beta2": None, "eps": 1e-10}, ("v", "tmp"), _adagrad_step, 3),
     "average": _Optimizer("average", {"beta1": 0.0, "beta2": None, "eps": 0.0}, ("m", "v", "tmp"), _average_step, 4),
+    "fairseq_adam": _Optimizer("fairseq_adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, ("m", "v", "tmp"),
+                               _fairseq_adam_step, 5),
 }
 """The optimizers :func:`run` knows, with their default hyper-parameters (``None``: not used)."""
 
@@ -484,7 +504,7 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
 
     Parameters
     ----------
-    optimizer : {"adam", "laprop", "rmsprop", "adagrad", "average"}
+    optimizer : {"adam", "fairseq_adam", "laprop", "rmsprop", "adagrad", "average"}
         The recursion (see the module docstring for the formulas).
     n : int, >= 1
         Number of independent coordinates (parameters).

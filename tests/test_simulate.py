@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from adamdist.optim import FairseqAdam
 from adamdist.results import StatsAccumulator, compare_with_law, default_edges
 from adamdist.simulate import (OPTIMIZERS, Cauchy, GradientModel, Mixture, Normal, StudentT, count_modes,
                                mode_table, run, sparse_spikes)
@@ -33,6 +34,8 @@ def _torch_updates(opt_cls, kwargs, grads):
     ("rmsprop", dict(beta2=0.99, eps=1e-8), torch.optim.RMSprop, dict(alpha=0.99, eps=1e-8)),
     ("rmsprop", dict(beta1=0.5, beta2=0.9, eps=1e-6), torch.optim.RMSprop, dict(alpha=0.9, eps=1e-6, momentum=0.5)),
     ("adagrad", dict(eps=1e-10), torch.optim.Adagrad, dict(eps=1e-10)),
+    ("fairseq_adam", dict(beta1=0.9, beta2=0.98, eps=1e-3), lambda params, foreach, **kw: FairseqAdam(params, **kw),
+     dict(betas=(0.9, 0.98), eps=1e-3)),
 ])
 @pytest.mark.parametrize("route", ["compiled", "torch"])
 def test_identical_to_torch_optim(optimizer, kw, opt_cls, torch_kw, route, monkeypatch):

@@ -69,12 +69,33 @@ def test_batching_respects_max_tokens_and_covers_everything():
     assert sorted(flat.tolist()) == list(range(500))
     for b in batches:
         assert len(b) * max(src[b].max(), tgt[b].max()) <= 256
-    # sizes are multiples of 8 except where fewer than 8 fit
-    assert all(len(b) % 8 == 0 or len(b) < 8 for b in batches[:-1] if len(b) != len(batches[-1]))
+    # a batch ends below 8 sentences or at a multiple of 8, except the final tail (fairseq's batch_by_size)
+    assert sum(len(b) >= 8 and len(b) % 8 for b in batches) <= 1
     again = batch_by_tokens(src, tgt, 256, seed=3)
     assert all((a == b).all() for a, b in zip(batches, again))
     with pytest.raises(ValueError, match="max_tokens"):
         batch_by_tokens([100], [5], 50)
+
+
+@pytest.mark.parametrize("n,max_tokens,sizes", [
+    (19, 1000, [3, 16]),  # all fit in one batch, but a batch only ends at a multiple of 8: the tail stays apart
+    (43, 100, [3, 8, 8, 8, 8, 8]),  # 10 fit; each overflow closes the batch at its last multiple of 8
+    (40, 100, [8, 8, 8, 8, 8]),
+])
+def test_batching_follows_fairseqs_rule_for_leftovers(n, max_tokens, sizes):
+    """Worked by hand from fairseq's batch_by_size_vec (equal lengths of 10 tokens)."""
+    batches = batch_by_tokens([10] * n, [10] * n, max_tokens, seed=0)
+    assert sorted(len(b) for b in batches) == sizes
+    assert sorted(np.concatenate(batches).tolist()) == list(range(n))
+
+
+def test_batching_closes_a_tail_that_overflows_alone():
+    """Worked by hand: eight 1-token sentences end a batch at 8; two 10s wait as a tail (10 x 10 = 100 fits);
+    a 50 overflows both the batch (11 x 50) and the tail (3 x 50), so the eight and the two 10s are closed
+    and the 50 starts afresh."""
+    lengths = [1] * 8 + [10, 10, 50]
+    batches = batch_by_tokens(lengths, lengths, 100, seed=0)
+    assert sorted(sorted(b.tolist()) for b in batches) == [list(range(8)), [8, 9], [10]]
 
 
 def test_collate_pads_and_shifts_like_fairseq():
@@ -225,16 +246,20 @@ def test_tiny_run_replays_exactly(tmp_path):
     grad = tx.gradients(cfg, folder=tmp_path)  # a cache hit: run stored it
     assert upd.steps.tolist() == [1, 2, 3] and len(list(tmp_path.glob("*.npz"))) == 2
     name = "encoder.layers.0.fc1.weight"
-    sims = tx.hypothesis_runs(upd, grad, name, cfg.beta1, cfg.beta2, n=2000)
+    assert cfg.optimizer == "fairseq" and cfg.simulated_optimizer == "fairseq_adam"
+    sims = tx.hypothesis_runs(upd, grad, name, cfg.beta1, cfg.beta2, n=2000, optimizer=cfg.simulated_optimizer)
     replay = sims["replay"].samples[name]
     real = upd.samples[name]
     # lr = 1e-2 makes the float32 rounding of theta negligible (< 1e-4 relative)
     assert np.nanmax(np.abs(replay - real)) < 1e-3
+    # torch's Adam, eps after the bias correction, does not replay fairseq's: gradients near eps exist here
+    other = tx.hypothesis_runs(upd, grad, name, cfg.beta1, cfg.beta2, n=10, optimizer="adam")["replay"]
+    assert np.nanmax(np.abs(other.samples[name] - real)) > 1e-3
     table = tx.ks_table(upd, sims, name)
     assert set(table["model"]) == set(sims)
     err = tx.replay_error(upd, sims["replay"], name)
     assert (err["max_abs_error"] < 1e-3).all() and (err["share_off"] == 0).all()
-    modes = tx.replay_modes(upd, grad, cfg.beta1, cfg.beta2, cfg.eps, names=[name])
+    modes = tx.replay_modes(upd, grad, cfg.beta1, cfg.beta2, cfg.eps, names=[name], optimizer=cfg.simulated_optimizer)
     assert (modes.modes_captured == modes.modes_exact).all()  # no rounding artefacts at lr = 1e-2
     props = tx.gradient_properties(grad, ["encoder.embed_tokens.weight"])
     assert (props["zero_fraction"] > 0.3).all()  # most of a 120-sentence vocabulary is absent from a batch
@@ -280,3 +305,19 @@ def test_configs_have_the_three_runs_of_the_issue(which):
     assert len({x.split for x in c.values()}) == 1
     with pytest.raises(ValueError, match="profile"):
         tx.configs("huge")
+
+
+def test_the_run_chooses_whose_adam():
+    import dataclasses
+
+    from adamdist.optim import FairseqAdam
+
+    params = [torch.nn.Parameter(torch.ones(2))]
+    cfg = tx.TransformerRun()
+    assert cfg.optimizer == "fairseq"  # the paper ran fairseq
+    assert isinstance(tx._optimizer(cfg, params), FairseqAdam)
+    torch_cfg = dataclasses.replace(cfg, optimizer="torch")
+    assert type(tx._optimizer(torch_cfg, params)) is torch.optim.Adam and torch_cfg.simulated_optimizer == "adam"
+    assert type(tx._optimizer(dataclasses.replace(torch_cfg, weight_decay=1e-4), params)) is torch.optim.AdamW
+    with pytest.raises(ValueError, match="optimizer must be 'fairseq' or 'torch'"):
+        tx._optimizer(dataclasses.replace(cfg, optimizer="sgd"), params)

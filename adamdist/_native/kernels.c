@@ -322,7 +322,8 @@ int adamdist_stats(const job_t *jobs, int64_t n_jobs, int dtype, const double *e
 /* ---------------------------------------------------------------------------------------------------------
  * optimizer steps
  *
- * hp: beta1, beta2, eps, t (the step, from 1). Codes: 0 adam, 1 laprop, 2 rmsprop, 3 adagrad, 4 average.
+ * hp: beta1, beta2, eps, t (the step, from 1). Codes: 0 adam, 1 laprop, 2 rmsprop, 3 adagrad, 4 average,
+ * 5 fairseq_adam.
  * Scalars are rounded to the tensor's type exactly where torch rounds them (a Python float meeting a
  * float32 tensor becomes a float32), so expressions like 1 - b2 are formed in double first.
  * ------------------------------------------------------------------------------------------------------- */
@@ -334,6 +335,7 @@ static void step_##T(int code, T *restrict m, T *restrict v, const T *restrict g
     const double b1 = hp[0], b2 = hp[1], eps = hp[2], t = hp[3];                                                \
     const T w = (T)(1 - b1), fb1 = (T)b1, fb2 = (T)b2, omb2 = (T)(1 - b2), feps = (T)eps;                       \
     const T bc2s = (T)sqrt(1 - pow(b2, t)), sqrt_t = (T)sqrt(t), mstep = (T)(-1 / (1 - pow(b1, t)));           \
+    const T fstep = (T)(-(sqrt(1 - pow(b2, t)) / (1 - pow(b1, t))));                                            \
     const T omb1 = (T)(1 - b1);                                                                                 \
     const int small = FABS(w) < (T)0.5;                                                                         \
     switch (code) {                                                                                             \
@@ -401,6 +403,16 @@ static void step_##T(int code, T *restrict m, T *restrict v, const T *restrict g
             }                                                                                                   \
         }                                                                                                       \
         break;                                                                                                  \
+    case 5: /* fairseq_adam: m.mul_(b1).add_(g, 1 - b1); v as adam; u = (m * -sqrt(bc2)/bc1) / (sqrt(v) + eps) */ \
+        _Pragma("omp simd")                                                                                     \
+        for (int64_t i = lo; i < hi; i++) {                                                                     \
+            T gi = g[i];                                                                                        \
+            T mi = FMA_T(gi, omb1, m[i] * fb1);                                                                 \
+            T vi = FMA_T(omb2 * gi, gi, v[i] * fb2);                                                            \
+            m[i] = mi; v[i] = vi;                                                                               \
+            u[i] = (mi * fstep) / (SQRT(vi) + feps);                                                            \
+        }                                                                                                       \
+        break;                                                                                                  \
     }                                                                                                           \
 }
 
@@ -415,7 +427,7 @@ DEFINE_STEP(f64, sqrt, fma, fabs)
  */
 int adamdist_step(int code, int dtype, void *m, void *v, const void *g, void *u, int64_t n, const double *hp,
                   int threads) {
-    if (code < 0 || code > 4) return -1;
+    if (code < 0 || code > 5) return -1;
     if (threads <= 0) threads = 1;
     int64_t n_chunks = (n + STEP_CHUNK - 1) / STEP_CHUNK;
     #pragma omp parallel for num_threads(threads) schedule(static) if (n_chunks > 1)

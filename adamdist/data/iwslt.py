@@ -31,7 +31,7 @@ What mirrors fairseq (``fairseq-preprocess --joined-dictionary`` and
   front (teacher forcing);
 * :func:`batch_by_tokens`: sentences sorted by length, batches filled while
   ``(batch size) x (longest sentence)`` stays within ``max_tokens``, batch
-  sizes rounded down to a multiple of 8 when larger than 8.
+  sizes below 8 or multiples of 8, with fairseq's rule for what is left over.
 """
 
 from __future__ import annotations
@@ -209,15 +209,18 @@ def batch_by_tokens(src_lengths, tgt_lengths, max_tokens: int, *, seed: int = 0,
                     batch_size_multiple: int = 8, max_positions: int = 1024) -> list[np.ndarray]:
     """Group sentence indices into batches of at most ``max_tokens`` padded tokens.
 
-    fairseq's ``LanguagePairDataset.ordered_indices`` + ``batch_by_size``:
-    indices are shuffled (seeded), then stably sorted by target and then by
-    source length, so each batch holds sentences of similar length. A batch
-    grows while ``len(batch) * max(longest source, longest target)`` stays
-    within ``max_tokens``; when it overflows, the part kept is rounded down to
-    a multiple of ``batch_size_multiple`` (if at least that large) and the rest
-    starts the next batch. Pairs longer than ``max_positions`` are dropped, as
-    fairseq does. The list of batches is then shuffled (seeded), as fairseq
-    does every epoch.
+    fairseq's ``LanguagePairDataset.ordered_indices`` + ``batch_by_size``
+    (``data_utils_fast.batch_by_size_vec``), rule for rule: indices are
+    shuffled (seeded), then stably sorted by target and then by source length,
+    so each batch holds sentences of similar length. A running batch only
+    ever ends at a size below ``batch_size_multiple`` or a multiple of it;
+    the sentences read since that point wait as a tail. When adding a sentence
+    would take ``len(batch) * longest`` past ``max_tokens``, the running batch
+    is closed and the tail starts the next one (if the tail alone overflows,
+    it is closed too and the sentence starts afresh). At the end the tail is a
+    batch of its own, so 19 equal sentences that fit together still give 16 +
+    3. Pairs longer than ``max_positions`` are dropped, as fairseq does. The
+    list of batches is then shuffled (seeded), as fairseq does every epoch.
 
     Returns
     -------
@@ -239,21 +242,26 @@ def batch_by_tokens(src_lengths, tgt_lengths, max_tokens: int, *, seed: int = 0,
     if sizes[order].max(initial=0) > max_tokens:
         raise ValueError(f"max_tokens={max_tokens} is smaller than the longest sentence "
                          f"({int(sizes[order].max())} tokens)")
-    batches, batch, longest = [], [], 0
-    for idx in order:
-        new_longest = max(longest, int(sizes[idx]))
-        if batch and (len(batch) + 1) * new_longest > max_tokens:
-            keep = len(batch)
-            if keep >= batch_size_multiple:
-                keep -= keep % batch_size_multiple
-            batches.append(np.asarray(batch[:keep], dtype=np.int64))
-            batch = batch[keep:]
-            longest = int(sizes[batch].max()) if batch else 0
-            new_longest = max(longest, int(sizes[idx]))
-        batch.append(int(idx))
-        longest = new_longest
-    if batch:
-        batches.append(np.asarray(batch, dtype=np.int64))
+    lengths = sizes[order].tolist()
+    # ends[-1] is where the running batch ends now; the entries before it close finished batches
+    ends, start, batch_longest, tail_longest = [0], 0, 0, 0
+    for pos, n in enumerate(lengths):
+        tail_longest = max(tail_longest, n)
+        longest = max(batch_longest, tail_longest)
+        count = pos + 1 - start
+        overflow = count * longest > max_tokens
+        if overflow:
+            if tail_longest * (pos + 1 - ends[-1]) > max_tokens:  # the tail alone overflows: close it too
+                ends.append(pos)
+                tail_longest = n
+            start = ends[-1]
+            ends.append(ends[-1])
+            longest = tail_longest
+        if overflow or count < batch_size_multiple or count % batch_size_multiple == 0:
+            ends[-1] = pos + 1
+            batch_longest, tail_longest = longest, 0
+    cuts = ends if ends[-1] != len(lengths) else ends[:-1]
+    batches = [b.astype(np.int64) for b in np.split(order, cuts) if b.size]
     perm = rng.permutation(len(batches))
     return [batches[i] for i in perm]
 

@@ -59,7 +59,12 @@ class TransformerRun:
     lr : float
         Peak learning rate.
     beta1, beta2, eps : float
-        Adam's hyper-parameters (``torch.optim.Adam``).
+        Adam's hyper-parameters.
+    optimizer : {"fairseq", "torch"}
+        Whose Adam: ``"fairseq"`` (:class:`adamdist.optim.FairseqAdam`, what the paper ran:
+        :math:`\\epsilon` added before the bias correction) or ``"torch"``
+        (:class:`torch.optim.Adam`, :math:`\\epsilon` after it, as the paper's
+        eq. 3-4 write it). They differ only through :math:`\\epsilon`.
     warmup_updates : int
         fairseq's ``inverse_sqrt`` schedule: linear warm-up from
         ``warmup_init_lr`` to ``lr`` over this many updates, then
@@ -92,6 +97,7 @@ class TransformerRun:
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
+    optimizer: str = "fairseq"
     warmup_updates: int = 4000
     warmup_init_lr: float = 1e-7
     weight_decay: float = 0.0
@@ -104,6 +110,11 @@ class TransformerRun:
     model_overrides: tuple = ()
     max_sentences: int = 0
     device: str = "auto"
+
+    @property
+    def simulated_optimizer(self) -> str:
+        """The :func:`adamdist.simulate.run` recursion of this run's optimizer."""
+        return {"fairseq": "fairseq_adam", "torch": "adam"}[self.optimizer]
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,21 @@ def inverse_sqrt_factor(step: int, lr: float, warmup_updates: int, warmup_init_l
     return math.sqrt(warmup_updates / step)
 
 
+def _optimizer(config: TransformerRun, params):
+    """The run's Adam: fairseq's (eps before the bias correction) or torch's; weight decay decoupled in both."""
+    import torch
+
+    from ..optim import FairseqAdam
+
+    kwargs = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
+                  weight_decay=config.weight_decay)
+    if config.optimizer == "fairseq":
+        return FairseqAdam(params, **kwargs)
+    if config.optimizer == "torch":
+        return (torch.optim.AdamW if config.weight_decay else torch.optim.Adam)(params, **kwargs)
+    raise ValueError(f"optimizer must be 'fairseq' or 'torch', got {config.optimizer!r}")
+
+
 def _device(config: TransformerRun):
     import torch
 
@@ -201,9 +227,7 @@ def train(config: TransformerRun, progress: bool = True) -> tuple[UpdateStats, U
     overrides = dict(config.model_overrides)
     model = transformer_iwslt_de_en(len(dictionary), dropout=config.dropout, **overrides).to(device)
     model.train()
-    opt_cls = torch.optim.AdamW if config.weight_decay else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
-                  weight_decay=config.weight_decay)
+    opt = _optimizer(config, model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: inverse_sqrt_factor(
         k, config.lr, config.warmup_updates, config.warmup_init_lr))
     log = {"loss_bits": [], "nll_bits": [], "ntokens": [], "lr": [], "seconds": [], "batch_shape": []}
@@ -513,8 +537,11 @@ def _parametric_gradients(zero_fraction, tail_index, scale, heavy: bool = True, 
 
 
 def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: float, beta2: float,
-                    eps: float = 1e-8, n: int = 50_000, seed: int = 0) -> dict:
+                    eps: float = 1e-8, n: int = 50_000, seed: int = 0, optimizer: str = "adam") -> dict:
     """Adam (:func:`adamdist.simulate.run`) on gradient streams built from ``name``'s measured gradients.
+
+    ``optimizer`` is the simulated recursion: ``"adam"`` (torch's) or
+    ``"fairseq_adam"``; pass the run's :attr:`TransformerRun.simulated_optimizer`.
 
     Returns a dict model -> simulated :class:`~adamdist.results.UpdateStats`:
 
@@ -545,7 +572,7 @@ def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: fl
     props = gradient_properties(grad, [name])
     zf, ti, sc = (props[c].to_numpy() for c in ("zero_fraction", "tail_index", "scale"))
     steps = int(grad.steps.size)
-    common = dict(optimizer="adam", steps=steps, beta1=beta1, beta2=beta2, eps=eps, edges=update.edges,
+    common = dict(optimizer=optimizer, steps=steps, beta1=beta1, beta2=beta2, eps=eps, edges=update.edges,
                   dtype=None, progress=False)
     import torch
 
@@ -590,8 +617,10 @@ def replay_error(update: UpdateStats, replay: UpdateStats, name: str, tol: float
 
 
 def replay_modes(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: float, eps: float = 1e-8,
-                 names=None, **rule) -> pd.DataFrame:
+                 names=None, optimizer: str = "adam", **rule) -> pd.DataFrame:
     """Per (name, step): modes of the captured updates and of Adam replayed exactly on their gradients.
+
+    ``optimizer``: the run's :attr:`TransformerRun.simulated_optimizer`.
 
     For every tensor, Adam is re-run in float64 on the recorded gradients of
     the sampled coordinates (:func:`replay_gradients`), and the modes of the
@@ -609,7 +638,7 @@ def replay_modes(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: fl
     rows = []
     for name in names:
         g = grad.samples[name]
-        rep = simulate("adam", n=g.shape[1], steps=g.shape[0], beta1=beta1, beta2=beta2, eps=eps,
+        rep = simulate(optimizer, n=g.shape[1], steps=g.shape[0], beta1=beta1, beta2=beta2, eps=eps,
                        gradients=replay_gradients(g), edges=update.edges, sample_size=g.shape[1],
                        dtype=torch.float64, name=name, progress=False)
         real, exact = update.samples[name], rep.samples[name]
