@@ -321,3 +321,25 @@ def test_the_run_chooses_whose_adam():
     assert type(tx._optimizer(dataclasses.replace(torch_cfg, weight_decay=1e-4), params)) is torch.optim.AdamW
     with pytest.raises(ValueError, match="optimizer must be 'fairseq' or 'torch'"):
         tx._optimizer(dataclasses.replace(cfg, optimizer="sgd"), params)
+
+
+def test_eps_placement_table_separates_the_two_adams():
+    """Gradients from 1e-12 to 1: fairseq's Adam equals torch's with eps_t, and differs from torch's plain
+    Adam exactly where |g| is within a few eps."""
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((6, 4000)) * 10.0 ** rng.uniform(-12, 0, (6, 4000))
+    table = tx.eps_placement_table(_grad_stats(g), 0.9, 0.98, eps=1e-8)
+    assert table.step.tolist() == list(range(1, 7)) and (table.coordinates == 4000).all()
+    assert (table.max_abs_diff_eps_t < 1e-12).all()
+    # step 1: |u| = x / (x + 1) against x / (x + 7.07) for x = |g| / eps, apart by up to 0.454 at x = 2.66
+    assert 0.44 < table.max_abs_diff_torch[0] < 0.455
+    # a quarter of the log-uniform magnitudes lie below 10 eps_t; eps_t -> eps as t grows, and so the gap closes
+    assert (table.share_near_eps > 0.4).all() and table.share_differs[0] > 0.2
+    assert (np.diff(table.share_differs) < 0).all()
+    assert (table.share_zero == 0).all()
+    zeroed = g.copy()
+    zeroed[:, :1000] = 0.0  # a quarter exactly zero: an update of 0 for both, near eps for the count
+    zeroed = tx.eps_placement_table(_grad_stats(zeroed), 0.9, 0.98, eps=1e-8)
+    assert (zeroed.share_zero == 0.25).all() and (zeroed.share_near_eps >= 0.25).all()
+    large = tx.eps_placement_table(_grad_stats(g * 1e6), 0.9, 0.98, eps=1e-8)
+    assert (large.share_differs <= table.share_differs).all() and large.share_differs[0] < table.share_differs[0]

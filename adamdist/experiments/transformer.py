@@ -39,7 +39,8 @@ __all__ = [
     "TransformerRun", "GradientsOf", "configs", "run", "gradients", "train",
     "inverse_sqrt_factor", "layer_kind", "pick_layer", "mode_locations", "peak_table",
     "layer_summary", "hill_tail_index", "gradient_properties", "hypothesis_runs",
-    "replay_gradients", "replay_error", "gradient_persistence", "replay_modes", "ks_table", "two_sample_ks",
+    "replay_gradients", "replay_error", "gradient_persistence", "eps_placement_table", "replay_modes",
+    "ks_table", "two_sample_ks",
 ]
 
 
@@ -463,6 +464,60 @@ def _time_shuffled_gradients(sample: np.ndarray, seed: int = 0):
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random(data.shape), axis=0)
     return replay_gradients(np.take_along_axis(data, order, axis=0))
+
+
+def eps_placement_table(grad: UpdateStats, beta1: float, beta2: float, eps: float = 1e-8, names=None,
+                        tol: float = 0.01) -> pd.DataFrame:
+    r"""Per step: fairseq's Adam against torch's on the captured gradients of the sampled coordinates.
+
+    Three optimizers are replayed in float64 on the same recorded gradients
+    (rate 1, so the step is the update :math:`u_t`):
+    :class:`adamdist.optim.FairseqAdam`; :class:`torch.optim.Adam` with
+    :math:`\epsilon_t = \epsilon/\sqrt{1-\beta_2^t}` set before every step
+    (the two must agree to rounding: ``max_abs_diff_eps_t``); and
+    :class:`torch.optim.Adam` with :math:`\epsilon` fixed, as the paper's
+    eq. (3)-(4) write it. ``share_differs`` is the share of coordinates whose
+    update differs between fairseq's and torch's by more than ``tol``, and
+    ``share_near_eps`` the share whose gradient is below :math:`10\,\epsilon_t`
+    in magnitude (``share_zero``: exactly 0, an update of 0 for both).
+    """
+    import torch
+
+    from ..optim import FairseqAdam
+
+    names = grad.names if names is None else names
+    g = np.concatenate([grad.samples[n] for n in names], axis=1)
+    g = torch.as_tensor(np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0), dtype=torch.float64)
+
+    def replay(make, eps_of_step=None):
+        p = torch.nn.Parameter(torch.zeros(g.shape[1], dtype=torch.float64))
+        opt = make([p])
+        out = []
+        for t in range(1, g.shape[0] + 1):
+            if eps_of_step is not None:
+                opt.param_groups[0]["eps"] = eps_of_step(t)
+            with torch.no_grad():
+                p.zero_()  # the state does not depend on theta: theta_t is then u_t
+            p.grad = g[t - 1].clone()
+            opt.step()
+            out.append(p.detach().clone())
+        return torch.stack(out).numpy()
+
+    betas = (beta1, beta2)
+    fair = replay(lambda p: FairseqAdam(p, lr=1.0, betas=betas, eps=eps))
+    moved = replay(lambda p: torch.optim.Adam(p, lr=1.0, betas=betas, eps=eps, foreach=False),
+                   eps_of_step=lambda t: eps / math.sqrt(1 - beta2**t))
+    plain = replay(lambda p: torch.optim.Adam(p, lr=1.0, betas=betas, eps=eps, foreach=False))
+    rows = []
+    for i, step in enumerate(grad.steps):
+        eps_t = eps / math.sqrt(1 - beta2 ** (i + 1))
+        rows.append({"step": int(step), "coordinates": int(g.shape[1]),
+                     "max_abs_diff_eps_t": float(np.abs(fair[i] - moved[i]).max()),
+                     "max_abs_diff_torch": float(np.abs(fair[i] - plain[i]).max()),
+                     "share_differs": float((np.abs(fair[i] - plain[i]) > tol).mean()),
+                     "share_near_eps": float((np.abs(g[i].numpy()) < 10 * eps_t).mean()),
+                     "share_zero": float((g[i].numpy() == 0).mean())})
+    return pd.DataFrame(rows)
 
 
 def gradient_persistence(grad: UpdateStats, names=None) -> pd.DataFrame:
