@@ -273,6 +273,9 @@ class UpdateRecorder:
     route). Memory: one snapshot per tracked parameter
     plus ``O(steps * (bins + sample_size))`` per tensor; all of it is freed
     by :meth:`detach`, after the (small) statistics were copied to the host.
+    The torch route also needs, during the post-hook, temporaries of about
+    40 bytes per entry of its largest chunk (4M entries, or the largest
+    tensor when that is bigger).
 
     *Learning rate 0.* A group whose rate is 0 at a step has no defined
     update: its entries are NaN (counted in ``nonfinite``) and the step is

@@ -425,6 +425,7 @@ class NativeBatch:
             self._keep.append(abs_sum)
         self._has_samples = jobs["n_sample"] > 0
         self._jobs = jobs
+        self._numels = jobs["n"].tolist()
         uniform = _uniform_grid(acc.edges)
         self._grid = (1, uniform[0], 1.0 / uniform[1]) if uniform else (0, 0.0, 0.0)
         self._edges = np.ascontiguousarray(acc.edges, dtype=np.float64)
@@ -439,10 +440,10 @@ class NativeBatch:
         import torch
 
         jobs = self._jobs
-        for q, x in enumerate(tensors):  # addresses can change (a user may swap .data), so read them each time
-            if x.dtype != self._dtype or x.device.type != "cpu" or not x.is_contiguous() or x.numel() != jobs["n"][q]:
+        for q, (x, n) in enumerate(zip(tensors, self._numels)):  # a user may swap .data: check every time
+            if x.dtype != self._dtype or x.device.type != "cpu" or not x.is_contiguous() or x.numel() != n:
                 raise ValueError(f"tensor {q} does not match this batch (dtype {self._dtype}, contiguous, "
-                                 f"{jobs['n'][q]} entries on the CPU)")
+                                 f"{n} entries on the CPU)")
         if before is None:
             jobs["a"] = [x.data_ptr() for x in tensors]
             jobs["b"] = 0

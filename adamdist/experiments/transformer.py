@@ -1,7 +1,8 @@
 """The transformer experiment of the paper's section 5.3 (Figures 3 right and 4).
 
 fairseq's ``transformer_iwslt_de_en`` (:mod:`adamdist.models.transformer`) is
-trained on IWSLT14 de-en (:func:`adamdist.data.iwslt14`) with Adam, and every
+trained on IWSLT14 de-en (:func:`adamdist.data.iwslt14`) with fairseq's Adam
+(:class:`adamdist.optim.FairseqAdam`, or torch's on request), and every
 parameter tensor's update :math:`u_t = (\\theta_t - \\theta_{t-1})/\\eta_t` and
 gradient are captured with :class:`adamdist.capture.UpdateRecorder` over the
 first steps. :func:`run` returns the update statistics (cached on disk by
