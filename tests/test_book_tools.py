@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -66,3 +67,18 @@ def test_set_repository_url_refuses_a_non_github_url(book):
 def test_colab_url_is_built_from_the_repository():
     assert (bookinfo.colab_url("notebooks/x.ipynb", "https://github.com/org/repo", "main")
             == "https://colab.research.google.com/github/org/repo/blob/main/notebooks/x.ipynb")
+
+
+def test_fairseq_check_explains_what_it_needs():
+    """tools/compare_with_fairseq.py runs by hand in its own environment; here it must say so and stop cleanly."""
+    import importlib.util
+
+    if importlib.util.find_spec("fairseq") is not None:
+        pytest.skip("fairseq is installed: run the check itself")
+    env = {k: v for k, v in os.environ.items() if k != "ADAMDIST_DATA"}
+    script = str(ROOT / "tools" / "compare_with_fairseq.py")
+    out = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "ADAMDIST_DATA" in out.stderr
+    out = subprocess.run([sys.executable, script], env={**env, "ADAMDIST_DATA": "/nonexistent"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "fairseq is not installed" in out.stderr

@@ -30,7 +30,7 @@ D. Gradients and optimizer, float64 and float32: both models' gradients at the s
 Each check prints ``OK``, ``DIFF`` or ``NOTE``. A ``NOTE`` is one of the accepted differences
 below, printed only when the evidence that it is that difference holds (otherwise it is a
 ``DIFF``). Exit status 1 if any check printed ``DIFF``, 0 otherwise (2 when ``ADAMDIST_DATA`` is
-not set).
+not set or fairseq is not installed).
 
 Accepted differences
 --------------------
@@ -78,6 +78,7 @@ From the repository root, with the data root (the folder that holds ``iwslt14-de
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
 import os
@@ -720,6 +721,10 @@ def main() -> int:
               file=sys.stderr)
         return 2
     data_root = Path(root).expanduser()
+    if importlib.util.find_spec("fairseq") is None:
+        print("fairseq is not installed: this check runs in its own environment (fairseq==0.12.2, pip<24.1); "
+              "see the 'Environment' section of this script's docstring", file=sys.stderr)
+        return 2
     fs = load_fairseq()
     print(f"python {sys.version.split()[0]}  torch {torch.__version__}  numpy {np.__version__}  fairseq {fs.version} "
           f"({fs.path})  adamdist from {os.path.dirname(adamdist.__file__)}  threads {torch.get_num_threads()}")
