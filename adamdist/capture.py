@@ -261,7 +261,7 @@ class UpdateRecorder:
     snapshots (pre-hook), then the statistics. On a GPU (post-hook): one
     multi-tensor subtraction, then per chunk of up to 4M entries (tensors of
     one param group and dtype, whose snapshots are views of one flat buffer)
-    a division and about 30 device-side operations of
+    a division and about 50 device-side operations of
     :class:`~adamdist.results.DeviceBatch` (segment reductions, one
     histogram scatter), however many tensors the chunk holds; no ``.item()``,
     ``.cpu()`` or ``float(tensor)`` runs inside the step, also for tensor

@@ -322,3 +322,29 @@ def test_native_kernel_builds_without_openmp_or_native_arch(tmp_path, monkeypatc
     s = _record_once(x, default_edges())
     np.testing.assert_array_equal(s.hist[0, 0], np.histogram(x.double().numpy(), default_edges())[0])
     assert s.var[0, 0] == pytest.approx(x.double().numpy().var(), rel=1e-12)
+
+
+def test_device_batch_launches_the_same_operations_for_any_number_of_tensors():
+    """What a GPU pays for is launches: DeviceBatch's count must not grow with the tensors it covers."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for k in (2, 5, 60):  # (one tensor alone takes a few extra views: repeat_interleave's fast path)
+        sizes = [7 * (i + 1) for i in range(k)]
+        acc = StatsAccumulator([f"t{i}" for i in range(k)], sizes, 1, default_edges(), sample_size=0)
+        batch = acc.device_batch(list(range(k)), sizes, samples=(torch.arange(k), torch.zeros(1, k, dtype=torch.float64),
+                                                                 torch.arange(k)))
+        values = torch.randn(sum(sizes))
+        with Count() as c:
+            batch.run(0, values)
+        counts.append(c.n)
+        for i, chunk in enumerate(values.split(sizes)):  # and the rows are each tensor's own
+            np.testing.assert_allclose(acc.result().var[0, i], chunk.double().var(unbiased=False).item(), rtol=1e-12)
+    assert counts[0] == counts[1] == counts[2] < 60
