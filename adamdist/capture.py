@@ -178,7 +178,7 @@ class _Tracked:
     """One tracked parameter and what this rank keeps for it."""
 
     __slots__ = ("name", "param", "group", "shape", "numel", "sharded", "contributes", "local_shape",
-                 "sample_global", "sample_local", "sample_cols", "snap", "index")
+                 "local_numel", "sample_global", "sample_local", "sample_cols", "snap", "index")
 
     def local(self, tensor):
         return tensor.to_local() if self.sharded else tensor
@@ -201,7 +201,7 @@ def _chunks_of(tracked):
     out, run, size = [], [], 0
     for t in tracked:
         key = (t.group, t.local(t.param).dtype)
-        n = int(np.prod(t.local_shape))
+        n = t.local_numel
         if run and (key != run_key or size + n > budget):
             out.append(run)
             run, size = [], 0
@@ -321,6 +321,7 @@ class UpdateRecorder:
         self._samples = {}
         self._sample_buf = {}
         self._abs_sum = {}
+        self._lone = {}  # id(tracked) -> its own DeviceBatch, for a gradient its batch cannot take
         self._host = None
         self._step = 0
         self._rows = 0
@@ -385,6 +386,7 @@ class UpdateRecorder:
                 t.contributes = self.all_ranks or self.rank == 0
                 t.local_shape, ranges = t.shape, {}
             t.sample_global = _sample_coordinates(name, t.numel, self.sample_size, self.seed)
+            t.local_numel = int(np.prod(t.local_shape))
             t.sample_cols, t.sample_local = _local_sample(t.sample_global, t.shape, t.local_shape, ranges)
             tracked.append(t)
         return tracked
@@ -419,7 +421,7 @@ class UpdateRecorder:
         for kind in kinds:
             edges = self.edges if kind == "update" else self.grad_edges
             # sample_size=0: the recorder keeps the samples itself, in global coordinates (see _local_sample)
-            acc = StatsAccumulator(self.names, [0 if not t.contributes else int(np.prod(t.local_shape))
+            acc = StatsAccumulator(self.names, [0 if not t.contributes else t.local_numel
                                                 for t in self._tracked], n, edges, sample_size=0,
                                    seed=self.seed, device=self.device)
             f64 = dict(dtype=torch.float64, device=self.device)
@@ -460,18 +462,24 @@ class UpdateRecorder:
 
         c = _Chunk()
         c.group, c.members = members[0].group, members
-        sizes = [int(np.prod(t.local_shape)) for t in members]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        offsets = np.cumsum([0] + [t.local_numel for t in members])
         c.flat = torch.empty(int(offsets[-1]), dtype=members[0].local(members[0].param).dtype, device=self.device)
-        for t, o, n in zip(members, offsets, sizes):
-            t.snap = c.flat[o:o + n].view(t.local_shape)
+        for t, o in zip(members, offsets):
+            t.snap = c.flat[o:o + t.local_numel].view(t.local_shape)
+        c.batch = {kind: self._device_batch(kind, members) for kind in kinds}
+        return c
+
+    def _device_batch(self, kind, members):
+        """The torch route's work order for ``members``, whose values arrive concatenated in this order."""
+        import torch
+
+        offsets = np.cumsum([0] + [t.local_numel for t in members])
         src = torch.cat([t.sample_local + int(o) for t, o in zip(members, offsets)])
         dst = torch.cat([t.sample_cols + int(self._sample_base[t.index]) for t in members])
-        sharded = any(t.sharded for t in members)
-        c.batch = {kind: self._acc[kind].device_batch(
-            [t.index for t in members], sizes, samples=(src, self._sample_buf[kind], dst) if src.numel() else None,
-            abs_sum=self._abs_sum[kind] if sharded else None) for kind in kinds}
-        return c
+        return self._acc[kind].device_batch(
+            [t.index for t in members], [t.local_numel for t in members],
+            samples=(src, self._sample_buf[kind], dst) if src.numel() else None,
+            abs_sum=self._abs_sum[kind] if any(t.sharded for t in members) else None)
 
     def _native_batches(self, kind):
         """(batch, members, groups) per dtype: tensors the compiled kernel summarises in one call per step.
@@ -491,7 +499,7 @@ class UpdateRecorder:
             if not members:
                 continue
             batch = acc.native_batch(
-                [t.index for t in members], [int(np.prod(t.local_shape)) for t in members], dtype,
+                [t.index for t in members], [t.local_numel for t in members], dtype,
                 samples=[(t.sample_local, t.sample_cols, self._samples[kind][t.index]) for t in members],
                 abs_sum=self._abs_sum[kind] if any(t.sharded for t in members) else None)
             if batch is None:
@@ -507,7 +515,7 @@ class UpdateRecorder:
             h.remove()
         self._handles = []
         self._host = self._local_host()
-        self._acc, self._samples, self._sample_buf, self._abs_sum, self._native = {}, {}, {}, {}, {}
+        self._acc, self._samples, self._sample_buf, self._abs_sum, self._native, self._lone = {}, {}, {}, {}, {}, {}
         self._lr = None
         for t in self._tracked:
             t.snap = None
@@ -551,10 +559,12 @@ class UpdateRecorder:
             if all(g is not None for g in grads):
                 c.batch["grad"].run(slot, torch.cat([t.local(g).reshape(-1) for g, t in zip(grads, c.members)]))
                 done.update(id(t) for t in c.members)
-        for t in self._mine:  # a chunk with a missing gradient: its other tensors one by one
+        for t in self._mine:  # a batch with a missing or unusual gradient: its other tensors one by one
             grad = t.param.grad
             if grad is not None and id(t) not in done:
-                self._record("grad", slot, t, t.local(grad))
+                if id(t) not in self._lone:
+                    self._lone[id(t)] = self._device_batch("grad", [t])
+                self._lone[id(t)].run(slot, t.local(grad).reshape(-1))
 
     def _post_hook(self, optimizer, args, kwargs):
         import torch
@@ -597,18 +607,6 @@ class UpdateRecorder:
         for a in self._acc.values():
             a.set_step(slot, self._step)
         self._rows = slot + 1
-
-    def _record(self, kind, slot, t, values):
-        import torch
-
-        self._acc[kind].record(slot, t.index, values)
-        flat = values.reshape(-1)
-        if t.sample_cols.numel():
-            self._samples[kind][t.index][slot].index_copy_(
-                0, t.sample_cols, flat.index_select(0, t.sample_local).to(torch.float64))
-        if t.sharded:
-            x = flat.to(torch.float64)
-            self._abs_sum[kind][slot, t.index] = torch.where(torch.isfinite(x), x.abs(), 0.0).sum()
 
     # -- results ----------------------------------------------------------------
     def _split_samples(self, block):

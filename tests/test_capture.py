@@ -12,6 +12,7 @@ import torch
 from adamdist.capture import UpdateRecorder, compare_with_theory, predicted_law
 from adamdist.results import load
 from adamdist import theory
+from _opwatch import SyncWatch
 
 
 def _mlp(seed=0):
@@ -400,33 +401,9 @@ def test_no_host_sync_in_the_step_on_cuda():
     assert rec.result().metadata["device"].startswith("cuda")
 
 
-# ops that make the host wait for a device (or, on the CPU, mark where it would have to): reading a scalar
-# back, ops whose output size depends on the data, and two that do unless told the size or not to check
-_SYNCING_OPS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "allclose", "nonzero", "masked_select",
-                "_unique2", "unique_dim", "unique_consecutive", "bincount"}
-_SYNCING_UNLESS = {"repeat_interleave": lambda kw: kw.get("output_size") is not None,
-                   "segment_reduce": lambda kw: kw.get("unsafe") is True}
-
-
-class _SyncWatch(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records every aten op called while active, and the ones that would wait for a device."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops, self.syncing = [], []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = func._schema.name.split("::")[-1]
-        self.ops.append(name)
-        if name in _SYNCING_OPS or (name in _SYNCING_UNLESS and not _SYNCING_UNLESS[name](kwargs)):
-            self.syncing.append(name)
-        return func(*args, **kwargs)
-
-
 def _watch_recorder_hooks(opt, attach):
-    """Run attach() between two pairs of step hooks that switch a _SyncWatch on around the recorder's own."""
-    watch = _SyncWatch()
+    """Run attach() between two pairs of step hooks that switch a SyncWatch on around the recorder's own."""
+    watch = SyncWatch()
 
     def on(*_):
         watch.__enter__()

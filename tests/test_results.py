@@ -326,14 +326,7 @@ def test_native_kernel_builds_without_openmp_or_native_arch(tmp_path, monkeypatc
 
 def test_device_batch_launches_the_same_operations_for_any_number_of_tensors():
     """What a GPU pays for is launches: DeviceBatch's count must not grow with the tensors it covers."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.n += 1
-            return func(*args, **(kwargs or {}))
+    from _opwatch import SyncWatch
 
     counts = []
     for k in (2, 5, 60):  # (one tensor alone takes a few extra views: repeat_interleave's fast path)
@@ -342,9 +335,9 @@ def test_device_batch_launches_the_same_operations_for_any_number_of_tensors():
         batch = acc.device_batch(list(range(k)), sizes, samples=(torch.arange(k), torch.zeros(1, k, dtype=torch.float64),
                                                                  torch.arange(k)))
         values = torch.randn(sum(sizes))
-        with Count() as c:
+        with SyncWatch() as watch:
             batch.run(0, values)
-        counts.append(c.n)
+        counts.append(len(watch.ops))
         for i, chunk in enumerate(values.split(sizes)):  # and the rows are each tensor's own
             np.testing.assert_allclose(acc.result().var[0, i], chunk.double().var(unbiased=False).item(), rtol=1e-12)
     assert counts[0] == counts[1] == counts[2] < 60
