@@ -8,6 +8,7 @@ to change.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -60,3 +61,67 @@ def scalar_or_array(arr: np.ndarray):
     """Scalars in, scalars out: unwrap 0-d arrays to Python floats."""
     arr = np.asarray(arr)
     return float(arr) if arr.ndim == 0 else arr
+
+
+SEED_MAX = 2**63 - 1
+"""Largest seed accepted: what torch's and numpy's generators both take."""
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """Validate a seed: an integer in ``[0, 2**63 - 1]`` (bools rejected)."""
+    return check_int(value, name, low=0, high=SEED_MAX)
+
+
+def available_memory(device=None) -> int | None:
+    """Bytes that can still be allocated on ``device`` (the host when None or a CPU), or None if unknown.
+
+    On the host: the smaller of the kernel's ``MemAvailable`` and what the
+    process's cgroup (a container's limit) leaves; on CUDA: the free memory
+    the driver reports.
+    """
+    if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    limits = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            cap = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            used = int(fh.read().strip())
+        if cap != "max":
+            limits.append(max(int(cap) - used, 0))
+    except (OSError, ValueError):
+        pass
+    if not limits:
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return min(limits)
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB"
+
+
+def check_memory(needed: float, what: str, names: str, device=None) -> None:
+    """Refuse up front an allocation of ``needed`` bytes that cannot fit.
+
+    Raises ``ValueError`` naming the arguments that set the size (``names``),
+    the estimate and what is available, instead of letting the kernel's
+    out-of-memory killer end the process.
+    """
+    available = available_memory(device)
+    if available is not None and needed > available:
+        where = "on the host" if device is None or getattr(device, "type", "cpu") == "cpu" else f"on {device}"
+        raise ValueError(f"{what} needs about {_gib(needed)} {where} but only {_gib(available)} is available; "
+                         f"reduce {names}")

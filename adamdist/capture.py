@@ -40,12 +40,13 @@ Distributed training (``torch.distributed``):
 from __future__ import annotations
 
 import numbers
+import warnings
 import zlib
 from typing import Iterable, Mapping
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_int, check_memory, check_seed
 from .results import StatsAccumulator, UpdateStats, _check_edges, compare_with_law, default_edges
 
 __all__ = ["UpdateRecorder", "predicted_law", "compare_with_theory", "DEFAULT_STEPS"]
@@ -246,9 +247,11 @@ class UpdateRecorder:
         Coordinates of each tensor whose exact values are kept every step (the
         same coordinates at every step), for Kolmogorov-Smirnov comparisons.
     seed : int
-        Seeds the choice of sampled coordinates.
+        Seeds the choice of sampled coordinates, in ``[0, 2**63 - 1]``.
     record_grad : bool
-        Also record the raw gradient seen by the step (``result("grad")``).
+        Also record the raw gradient used by the step (``result("grad")``),
+        read right after the step, so that a closure's gradient is the one
+        recorded (torch's optimizers never change ``grad`` in place).
     grad_bins : int or array_like, optional
         Histogram edges for the gradient (default: ``bins``).
     all_ranks : bool
@@ -276,6 +279,31 @@ class UpdateRecorder:
     The torch route also needs, during the post-hook, temporaries of about
     40 bytes per entry of its largest chunk (4M entries, or the largest
     tensor when that is bigger).
+
+    *Memory check.* :meth:`attach` estimates the buffers above before it
+    allocates them and raises a ``ValueError`` naming ``steps`` (and
+    ``bins``, ``sample_size``) when they would not fit in the memory left on
+    the parameters' device.
+
+    *Faults in the training loop.* The hooks never raise into the step. A
+    step that raises (a failing closure, an interrupted batch) is not counted:
+    recorded step numbers are the optimizer steps that completed, and the
+    next completed step takes the row. Param groups added with
+    ``add_param_group`` after :meth:`attach` are not tracked (one
+    ``RuntimeWarning``); ``load_state_dict`` keeps working. Should anything
+    inside a hook fail all the same, the recorder stops recording, warns,
+    and :meth:`result` returns the steps recorded before, with a
+    ``RuntimeWarning`` and ``metadata["recording_error"]``.
+
+    *Missing gradients.* A tracked tensor whose ``grad`` is ``None`` at a
+    step (frozen, or unused in that forward pass) has no update there: the
+    row is flagged in the result's ``no_grad`` (and ``to_frame("moments")``)
+    and left out of comparisons with a law.
+
+    *Half precision.* A float16/bfloat16 parameter whose learning rate is
+    below the dtype's resolution keeps most entries unchanged, so most
+    recorded updates are exactly 0; :meth:`result` warns once, with the share
+    of exact zeros.
 
     *Learning rate 0.* A group whose rate is 0 at a step has no defined
     update: its entries are NaN (counted in ``nonfinite``) and the step is
@@ -308,7 +336,7 @@ class UpdateRecorder:
         self.edges = _resolve_edges(bins, "bins")
         self.grad_edges = self.edges if grad_bins is None else _resolve_edges(grad_bins, "grad_bins")
         self.sample_size = check_int(sample_size, "sample_size", low=0)
-        self.seed = check_int(seed, "seed")
+        self.seed = check_seed(seed, "seed")
         self.record_grad = bool(record_grad)
         self.all_ranks = bool(all_ranks)
         self.rank, self.world_size = _dist_info()
@@ -326,6 +354,10 @@ class UpdateRecorder:
         self._step = 0
         self._rows = 0
         self._active = None
+        self._pending = False  # a pre-hook ran whose post-hook has not (yet)
+        self._error = None  # the exception that stopped recording inside a hook, if any
+        self._warned_groups = False
+        self._warned_half = False
         self._hyper = [{k: _jsonable(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
 
     # -- set-up -----------------------------------------------------------------
@@ -418,6 +450,8 @@ class UpdateRecorder:
         self.device = devices.pop()
         n = len(self.steps)
         kinds = _KINDS if self.record_grad else _KINDS[:1]
+        check_memory(self._buffer_bytes(mine, len(kinds)), f"UpdateRecorder's buffers for {n} recorded steps",
+                     "steps (the number of recorded steps), bins or sample_size", device=self.device)
         for kind in kinds:
             edges = self.edges if kind == "update" else self.grad_edges
             # sample_size=0: the recorder keeps the samples itself, in global coordinates (see _local_sample)
@@ -447,8 +481,11 @@ class UpdateRecorder:
         # the torch route (other devices and dtypes, no compiler): a fixed number of launches per chunk
         self._chunks = [self._make_chunk(members, kinds) for members in
                         _chunks_of([t for t in mine if id(t) not in native])]
-        self._lr = torch.full((n, len(self.optimizer.param_groups)), float("nan"), dtype=torch.float64,
-                              device=self.device)
+        # groups that exist at attach: the lr table and the tracked tensors refer to them alone
+        self._n_groups = len(self.optimizer.param_groups)
+        self._lr = torch.full((n, self._n_groups), float("nan"), dtype=torch.float64, device=self.device)
+        self._no_grad = np.zeros((n, len(self._tracked)), dtype=bool)
+        self._mine_index = np.array([t.index for t in mine], dtype=np.int64)
         # steps are counted from the attach; say so when the optimizer had already stepped (then the recorded
         # step numbers are not the paper's m). Read here, outside any step: a tensor "step" may sync.
         state = self.optimizer.state.get(mine[0].param, {})
@@ -456,6 +493,17 @@ class UpdateRecorder:
         self._handles = [self.optimizer.register_step_pre_hook(self._pre_hook),
                          self.optimizer.register_step_post_hook(self._post_hook)]
         return self
+
+    def _buffer_bytes(self, mine, n_kinds: int) -> int:
+        """Upper bound on what :meth:`attach` allocates: statistics rows, snapshots, torch-route temporaries."""
+        n, names = len(self.steps), len(self._tracked)
+        widths = max(self.edges.size, self.grad_edges.size) + 1  # histogram row with under/overflow
+        samples = sum(t.sample_global.size for t in self._tracked)
+        per_kind = n * (names * (widths + 4 + 2 + 1) + samples) * 8  # hist, moments, counts, |x| sums; samples
+        numels = [t.local_numel for t in mine]
+        snapshots = sum(k * t.param.element_size() for k, t in zip(numels, mine))
+        temporaries = 40 * min(sum(numels), max(_CHUNK_ENTRIES, max(numels)))
+        return n_kinds * per_kind + n * len(self.optimizer.param_groups) * 8 + snapshots + temporaries
 
     def _make_chunk(self, members, kinds):
         import torch
@@ -531,16 +579,45 @@ class UpdateRecorder:
 
     # -- the hooks (hot path: device work only) --------------------------------
     def _pre_hook(self, optimizer, args, kwargs):
+        if self._error is None:
+            try:
+                self._before_step(optimizer)
+            except Exception as exc:  # never into the user's step
+                self._stop(exc)
+
+    def _post_hook(self, optimizer, args, kwargs):
+        if self._error is None:
+            try:
+                self._after_step(optimizer)
+            except Exception as exc:
+                self._stop(exc)
+
+    def _stop(self, exc) -> None:
+        """Stop recording after a fault inside a hook; :meth:`result` reports it."""
+        self._error = exc
+        self._active = None
+        _warn_quietly(f"UpdateRecorder stopped recording at optimizer step {self._step} after an error in its "
+                      f"hook ({type(exc).__name__}: {exc}); training goes on, result() has the steps before")
+
+    def _before_step(self, optimizer):
         import torch
 
+        if self._pending:
+            # the last step raised before its post-hook: it did not happen (nothing of it was recorded but the
+            # snapshot, which is taken again below)
+            self._step -= 1
+        if len(optimizer.param_groups) != self._n_groups and not self._warned_groups:
+            self._warned_groups = True
+            _warn_quietly(f"UpdateRecorder: the optimizer has {len(optimizer.param_groups)} param groups, "
+                          f"{self._n_groups} at attach; parameters of groups added since are not recorded "
+                          f"(attach a new recorder to record them)")
         self._step += 1
+        self._pending = True
         slot = self._slot_of.get(self._step)
         self._active = slot
         if slot is None:
             return
         with torch.no_grad():
-            if self.record_grad:
-                self._record_grads(slot)
             # theta_{t-1}; one multi-tensor launch where the backend has it
             torch._foreach_copy_([t.snap for t in self._mine], [t.local(t.param) for t in self._mine])
 
@@ -566,20 +643,26 @@ class UpdateRecorder:
                     self._lone[id(t)] = self._device_batch("grad", [t])
                 self._lone[id(t)].run(slot, t.local(grad).reshape(-1))
 
-    def _post_hook(self, optimizer, args, kwargs):
+    def _after_step(self, optimizer):
         import torch
 
+        self._pending = False
         slot = self._active
         if slot is None:
             return
         self._active = None
+        tracked_groups = optimizer.param_groups[:self._n_groups]
+        # after the step, not before: a closure computes the gradient inside it
+        self._no_grad[slot, self._mine_index] = [t.param.grad is None for t in self._mine]
         with torch.no_grad():
-            for g, group in enumerate(optimizer.param_groups):
+            if self.record_grad:
+                self._record_grads(slot)
+            for g, group in enumerate(tracked_groups):
                 self._lr[slot, g].fill_(group["lr"])
             if self._native["update"]:
                 # the kernel evaluates (snap - theta_t) / (-lr) itself, as the torch route below does;
                 # the kernel runs on the CPU only, where float(lr) of a tensor rate waits for nothing
-                lrs = np.array([float(group["lr"]) for group in optimizer.param_groups])
+                lrs = np.array([float(group["lr"]) for group in tracked_groups])
                 neg_lr = np.where(lrs == 0, np.nan, -lrs)
                 for batch, members, groups in self._native["update"]:
                     batch.run(slot, [t.local(t.param) for t in members], before=[t.snap for t in members],
@@ -622,6 +705,7 @@ class UpdateRecorder:
                 "samples": self._split_samples(self._sample_buf[kind][:self._rows].cpu().numpy()),
                 "abs_sum": self._abs_sum[kind][:self._rows].cpu().numpy(),
                 "lr": self._lr[:self._rows].cpu().numpy(),
+                "no_grad": self._no_grad[:self._rows].copy(),
             }
         return out
 
@@ -660,7 +744,7 @@ class UpdateRecorder:
         part = local.get(kind)
         if part is None:
             return None
-        return self._finish(kind, part["stats"], part["samples"], part["lr"], ranks=[self.rank])
+        return self._finish(kind, part["stats"], part["samples"], part["lr"], part["no_grad"], ranks=[self.rank])
 
     def _combine(self, kind, parts) -> UpdateStats | None:
         """Whole-tensor statistics from every rank's partial ones."""
@@ -673,6 +757,7 @@ class UpdateRecorder:
         arrays = {f: np.array(getattr(base["stats"], f), copy=True) for f in
                   ("count", "nonfinite", "mean", "var", "abs_var", "skew", "hist", "underflow", "overflow")}
         samples = [np.array(s, copy=True) for s in base["samples"]]
+        no_grad = np.array(base["no_grad"], copy=True)
         for j, t in enumerate(self._tracked):
             # replicated tensors: the lowest recording rank's copy (identical on all ranks under DDP);
             # sharded ones: every contributing rank's shard
@@ -685,6 +770,7 @@ class UpdateRecorder:
             for f in ("count", "nonfinite", "hist", "underflow", "overflow"):
                 arrays[f][:, j] = sum(getattr(s, f)[:, j] for s in st)
             samples[j] = sum(p["samples"][j] for _, p in owners)
+            no_grad[:, j] = np.any([p["no_grad"][:, j] for _, p in owners], axis=0)
             if len(owners) == 1:
                 for f in ("mean", "var", "abs_var", "skew"):
                     arrays[f][:, j] = getattr(st[0], f)[:, j]
@@ -697,9 +783,9 @@ class UpdateRecorder:
         stats = UpdateStats(steps=base["stats"].steps, names=self.names, edges=base["stats"].edges,
                             samples={}, metadata={}, **arrays)
         assert rows == stats.steps.size and len(samples) == n_names
-        return self._finish(kind, stats, samples, base["lr"], ranks=[r for r, _ in have])
+        return self._finish(kind, stats, samples, base["lr"], no_grad, ranks=[r for r, _ in have])
 
-    def _finish(self, kind, stats, samples, lr, ranks) -> UpdateStats:
+    def _finish(self, kind, stats, samples, lr, no_grad, ranks) -> UpdateStats:
         import torch
 
         steps = stats.steps.tolist()
@@ -729,10 +815,51 @@ class UpdateRecorder:
             "seed": self.seed,
             "sample_size": self.sample_size,
         }
+        if self._error is not None:
+            metadata["recording_error"] = f"{type(self._error).__name__}: {self._error}"
+            warnings.warn(f"UpdateRecorder stopped recording after step {stats.steps[-1] if stats.steps.size else 0}"
+                          f" ({metadata['recording_error']}); the result holds the steps recorded before",
+                          RuntimeWarning, stacklevel=3)
+        if kind == "update":
+            self._warn_half_precision_zeros(samples, no_grad)
         return UpdateStats(steps=stats.steps, names=stats.names, edges=stats.edges, count=stats.count,
                            mean=stats.mean, var=stats.var, abs_var=stats.abs_var, skew=stats.skew,
                            nonfinite=stats.nonfinite, hist=stats.hist, underflow=stats.underflow,
-                           overflow=stats.overflow, samples=dict(zip(self.names, samples)), metadata=metadata)
+                           overflow=stats.overflow, samples=dict(zip(self.names, samples)), metadata=metadata,
+                           no_grad=no_grad)
+
+    def _warn_half_precision_zeros(self, samples, no_grad) -> None:
+        """Once: half-precision tensors whose sampled updates are mostly exact zeros (the step rounded away)."""
+        import torch
+
+        if self._warned_half:
+            return
+        shares = {}
+        for j, t in enumerate(self._tracked):
+            if t.param.dtype not in (torch.float16, torch.bfloat16):
+                continue
+            values = samples[j][~no_grad[:, j]]
+            values = values[np.isfinite(values)]
+            if values.size and np.mean(values == 0) > 0.5:
+                shares[t.name] = (float(np.mean(values == 0)), str(t.param.dtype).replace("torch.", ""),
+                                  self._hyper[t.group].get("lr"))
+        if shares:
+            self._warned_half = True
+            listed = ", ".join(f"{n} ({share:.1%} of them, {dtype}, lr {lr})"
+                               for n, (share, dtype, lr) in shares.items())
+            warnings.warn(f"most recorded updates of these half-precision tensors are exactly 0: {listed}. The "
+                          f"learning rate times the update is below the dtype's resolution at the parameters' "
+                          f"magnitude, so the step rounds away; keep float32 master weights (mixed precision) "
+                          f"or use a larger learning rate", RuntimeWarning, stacklevel=4)
+
+
+def _warn_quietly(message: str) -> None:
+    """A RuntimeWarning from inside a hook, where even a warning turned into an error (``-W error``) must not
+    escape into the user's step."""
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+    except Exception:
+        pass
 
 
 class _Moments:
@@ -815,6 +942,21 @@ def _local_sample(global_idx: np.ndarray, shape, local_shape, ranges):
 
 
 # -- comparisons ------------------------------------------------------------------------------------------
+#: Optimizers whose update Theorem 1 and the exact laws describe (class names, and simulate's names)
+_ADAM_LIKE = {"adam", "adamw", "fairseqadam", "fairseq_adam", "average"}
+
+
+def _warn_unless_adam(stats: UpdateStats) -> None:
+    recorded = stats.metadata.get("optimizer")
+    if recorded is None:
+        return  # statistics made by hand: nothing says what produced them
+    name = str(recorded).rsplit(".", 1)[-1].lower()
+    if name not in _ADAM_LIKE:
+        warnings.warn(f"this run's optimizer is {recorded}, but Theorem 1 and the exact laws describe Adam's "
+                      f"update (and the simple average): the comparison measures how far {name} is from Adam's "
+                      f"law, not how well a theory of {name} fits", UserWarning, stacklevel=3)
+
+
 def _recorded_betas(stats: UpdateStats):
     groups = stats.metadata.get("hyperparameters") or [{}]
     betas = {tuple(g["betas"]) for g in groups if "betas" in g}
@@ -849,6 +991,10 @@ def predicted_law(stats: UpdateStats, beta2: float | None = None, *, exact: bool
     the negative of Adam's direction) does not matter. Weight decay (AdamW) and
     :math:`\epsilon` are not modelled.
 
+    A run whose recorded optimizer is not Adam-like (SGD, RMSprop, Adagrad,
+    ...; Adam, AdamW, :class:`adamdist.optim.FairseqAdam` and simulate's
+    ``"average"`` are) is compared all the same, with a ``UserWarning``.
+
     Parameters
     ----------
     stats : UpdateStats
@@ -861,6 +1007,7 @@ def predicted_law(stats: UpdateStats, beta2: float | None = None, *, exact: bool
     """
     from . import theory
 
+    _warn_unless_adam(stats)
     recorded = _recorded_betas(stats)
     if beta1 is None:
         beta1 = recorded[0] if recorded else 0.0

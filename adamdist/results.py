@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ._validation import check_int
+from ._validation import check_int, check_seed
 
 __all__ = ["UpdateStats", "StatsAccumulator", "load", "compare_with_law", "ks_distance", "default_edges"]
 
@@ -103,6 +103,10 @@ class UpdateStats:
     metadata : dict
         JSON-serialisable description of the run (optimizer, hyper-parameters,
         torch version, device, seed, ...).
+    no_grad : ndarray of bool, shape (S, N)
+        True where the tensor had no gradient at that step (frozen, or
+        ``grad is None``): its row describes no update and is left out of every
+        comparison with a law. ``None`` (the default) means all False.
     """
 
     steps: np.ndarray
@@ -119,6 +123,7 @@ class UpdateStats:
     overflow: np.ndarray
     samples: Mapping[str, np.ndarray] = field(default_factory=dict)
     metadata: Mapping = field(default_factory=dict)
+    no_grad: np.ndarray | None = None
 
     def __post_init__(self):
         steps = np.asarray(self.steps, dtype=np.int64)
@@ -132,6 +137,10 @@ class UpdateStats:
             if arr.shape != want:
                 raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
             object.__setattr__(self, name, arr)
+        no_grad = np.zeros(shape, dtype=bool) if self.no_grad is None else np.asarray(self.no_grad)
+        if no_grad.shape != shape or no_grad.dtype != bool:
+            raise ValueError(f"no_grad must be a boolean array of shape {shape}, got {no_grad.dtype} {no_grad.shape}")
+        object.__setattr__(self, "no_grad", no_grad)
         samples = {str(k): np.asarray(v, dtype=np.float64) for k, v in dict(self.samples).items()}
         for k, v in samples.items():
             if k not in self.names:
@@ -150,7 +159,7 @@ class UpdateStats:
         ----------
         kind : {"moments", "hist", "sample"}
             ``"moments"``: one row per (step, name) with ``count, mean, var,
-            abs_var, skew, nonfinite, underflow, overflow``.
+            abs_var, skew, nonfinite, underflow, overflow, no_grad``.
             ``"hist"``: one row per (step, name, bin) with ``left, right,
             count, density``; under/overflow rows have ``left=-inf`` or
             ``right=inf`` (and ``density`` NaN) so nothing is silently dropped.
@@ -161,7 +170,7 @@ class UpdateStats:
         name_col = np.tile(np.array(self.names, dtype=object), n_steps)
         if kind == "moments":
             data = {"step": step_col, "name": name_col}
-            for col in ("count", "mean", "var", "abs_var", "skew", "nonfinite", "underflow", "overflow"):
+            for col in ("count", "mean", "var", "abs_var", "skew", "nonfinite", "underflow", "overflow", "no_grad"):
                 data[col] = getattr(self, col).reshape(-1)
             return pd.DataFrame(data)
         if kind == "hist":
@@ -214,7 +223,7 @@ class UpdateStats:
         arrays = {f: getattr(self, f)[np.ix_(step_idx, name_idx)] for f in _ARRAY_FIELDS}
         return UpdateStats(steps=self.steps[step_idx], names=tuple(kept), edges=self.edges,
                            samples={n: self.samples[n][step_idx] for n in kept if n in self.samples},
-                           metadata=self.metadata, **arrays)
+                           metadata=self.metadata, no_grad=self.no_grad[np.ix_(step_idx, name_idx)], **arrays)
 
     def _name_index(self, name: str) -> int:
         try:
@@ -235,6 +244,7 @@ class UpdateStats:
         payload = {f: getattr(self, f) for f in _ARRAY_FIELDS}
         payload["steps"] = self.steps
         payload["edges"] = self.edges
+        payload["no_grad"] = self.no_grad
         payload["names_json"] = np.array(json.dumps(list(self.names)))
         payload["metadata_json"] = np.array(json.dumps(self.metadata))
         payload["format_version"] = np.array(_FORMAT_VERSION)
@@ -266,6 +276,7 @@ def load(path) -> UpdateStats:
             steps=data["steps"], names=tuple(json.loads(str(data["names_json"]))), edges=data["edges"],
             samples={n: data[f"sample_{i}"] for i, n in enumerate(sample_names)},
             metadata=json.loads(str(data["metadata_json"])),
+            no_grad=data["no_grad"] if "no_grad" in data.files else None,  # files from before the flag: none
             **{f: data[f] for f in _ARRAY_FIELDS},
         )
 
@@ -324,8 +335,10 @@ def compare_with_law(stats: UpdateStats, law: Callable[[int], object] | None = N
     Returns
     -------
     DataFrame
-        One row per (step, name): ``step, name, n_sample, ks, ks_band,
-        var_measured, var_predicted, var_ratio``. ``ks`` is
+        One row per (step, name): ``step, name, no_grad, n_sample, ks, ks_band,
+        var_measured, var_predicted, var_ratio``. Rows flagged ``no_grad``
+        (the tensor got no gradient at that step) are not compared: their
+        ``ks``, ``var_measured`` and ``var_ratio`` are NaN. ``ks`` is
         :math:`\\sup_x |F_n(x) - F(x)|` on the recorded sample;
         ``ks_band`` is the 99% Kolmogorov band :math:`1.63/\\sqrt{n}` that a
         sample from the law itself stays below 99% of the time.
@@ -344,14 +357,15 @@ def compare_with_law(stats: UpdateStats, law: Callable[[int], object] | None = N
             values = stats.samples.get(name)
             ks = np.nan
             n = 0
-            if values is not None:
+            skipped = bool(stats.no_grad[i, j])
+            if values is not None and not skipped:
                 x = np.sort(values[i][np.isfinite(values[i])])
                 n = x.size
                 if n:
                     ks = ks_distance(_snap_to_atoms(x, dist), dist.cdf)
-            measured = float(stats.var[i, j])
+            measured = np.nan if skipped else float(stats.var[i, j])
             rows.append({
-                "step": int(m), "name": name, "n_sample": n, "ks": ks,
+                "step": int(m), "name": name, "no_grad": skipped, "n_sample": n, "ks": ks,
                 "ks_band": 1.63 / np.sqrt(n) if n else np.nan,
                 "var_measured": measured, "var_predicted": predicted_var,
                 "var_ratio": measured / predicted_var if predicted_var > 0 else np.nan,
@@ -575,7 +589,7 @@ class StatsAccumulator:
         self.names = tuple(names)
         self.n_steps = check_int(n_steps, "n_steps", low=1)
         check_int(sample_size, "sample_size", low=0)
-        check_int(seed, "seed")
+        check_seed(seed, "seed")
         self.edges = _check_edges(edges)
         self.device = torch.device(device)
         self.seed = seed

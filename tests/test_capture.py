@@ -557,3 +557,218 @@ def test_native_and_torch_routes_record_the_same(chunk, monkeypatch):
     upd = fast[0]
     j = upd.names.index("2.weight")
     assert upd.nonfinite[2, j] == upd.count[1, j] and upd.count[2, j] == 0  # step 3: lr 0 in group 1
+
+
+# -- faults in the user's training loop (issue: no silent failures) ---------------------------------------
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_add_param_group_after_attach_does_not_break_the_step(native, monkeypatch):
+    monkeypatch.setenv("ADAMDIST_NATIVE", native)
+    model = _mlp()
+    opt = torch.optim.Adam(model[0].parameters(), lr=1e-2)
+    with UpdateRecorder(opt, model, steps=4, sample_size=5) as rec:
+        _run(model, opt, None, 2)
+        with pytest.warns(RuntimeWarning, match="groups added since are not recorded"):
+            opt.add_param_group({"params": list(model[2].parameters()), "lr": 1e-3})
+            _run(model, opt, None, 2, first=3)
+    stats = rec.result()
+    assert stats.steps.tolist() == [1, 2, 3, 4]
+    assert stats.names == ("0.weight", "0.bias")
+    assert np.isfinite(stats.var).all()
+
+
+def test_add_param_group_warning_cannot_escape_into_the_step_under_W_error():
+    model = _mlp()
+    opt = torch.optim.Adam(model[0].parameters(), lr=1e-2)
+    with UpdateRecorder(opt, model, steps=3, sample_size=5) as rec:
+        _run(model, opt, None, 1)
+        opt.add_param_group({"params": list(model[2].parameters())})
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _run(model, opt, None, 2, first=2)
+    assert rec.result().steps.tolist() == [1, 2, 3]
+
+
+def test_load_state_dict_after_attach_keeps_recording():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with UpdateRecorder(opt, model, steps=4, sample_size=5) as rec:
+        _run(model, opt, None, 2)
+        state = opt.state_dict()
+        state["param_groups"][0]["lr"] = 5e-3
+        opt.load_state_dict(state)
+        _run(model, opt, None, 2, first=3)
+    stats = rec.result()
+    assert stats.steps.tolist() == [1, 2, 3, 4]
+    assert [stats.metadata["lr_by_step"][str(s)][0] for s in (2, 3)] == [1e-2, 5e-3]
+
+
+@pytest.mark.parametrize("record_grad", [False, True])
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_a_step_that_raises_is_not_counted(record_grad, native, monkeypatch):
+    """4 calls of step(closure), the 2nd raising: rows are the 3 completed steps, equal to a clean run's."""
+    monkeypatch.setenv("ADAMDIST_NATIVE", native)
+
+    def record(fail_at):
+        model = _mlp()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        with UpdateRecorder(opt, model, steps=5, sample_size=5, record_grad=record_grad) as rec:
+            done = 0
+            for call in range(1, 5):
+                def closure():
+                    opt.zero_grad()
+                    loss = _loss(model, done + 1)
+                    loss.backward()
+                    if call == fail_at:
+                        raise RuntimeError("the data loader failed")
+                    return loss
+                try:
+                    opt.step(closure)
+                    done += 1
+                except RuntimeError:
+                    pass
+        return rec, opt
+
+    rec, opt = record(fail_at=2)
+    clean, _ = record(fail_at=None)
+    for kind in ("update", "grad") if record_grad else ("update",):
+        stats, ref = rec.result(kind), clean.result(kind).select(steps=[1, 2, 3])
+        assert stats.steps.tolist() == [1, 2, 3]
+        assert int(opt.state[next(iter(opt.state))]["step"]) == 3
+        np.testing.assert_array_equal(stats.hist, ref.hist)
+        np.testing.assert_allclose(stats.var, ref.var, rtol=1e-12)
+        np.testing.assert_array_equal(stats.count, ref.count)
+    compare_with_theory(rec.result().select(steps=[2, 3]), beta1=0.0)
+
+
+def test_a_fault_inside_a_hook_stops_recording_but_not_training(monkeypatch):
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rec = UpdateRecorder(opt, model, steps=4, sample_size=5).attach()
+    _run(model, opt, None, 2)
+
+    def broken(*args, **kwargs):
+        raise MemoryError("device out of memory")
+
+    monkeypatch.setattr(rec, "_after_step", broken)
+    with pytest.warns(RuntimeWarning, match="stopped recording at optimizer step 3"):
+        _run(model, opt, None, 2, first=3)  # no exception reaches the loop
+    assert int(opt.state[model[0].weight]["step"]) == 4
+    with pytest.warns(RuntimeWarning, match="stopped recording after step 2"):
+        stats = rec.result()
+    assert stats.steps.tolist() == [1, 2]
+    assert stats.metadata["recording_error"] == "MemoryError: device out of memory"
+    rec.detach()
+
+
+def test_huge_steps_are_refused_before_allocating(monkeypatch):
+    from adamdist import _validation
+
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    monkeypatch.setattr(_validation, "available_memory", lambda device=None: 100 * 2**20)
+    rec = UpdateRecorder(opt, model, steps=200_000)
+    with pytest.raises(ValueError, match=r"needs about .* GiB on the host but only 0\.1 GiB is available; "
+                                         r"reduce steps"):
+        rec.attach()
+    UpdateRecorder(opt, model, steps=100).attach().detach()  # a normal size still fits the same budget
+
+
+def test_memory_estimate_bounds_what_attach_allocates():
+    """The estimate is an upper bound within a small factor of the buffers' real size."""
+    model = torch.nn.Linear(300, 200)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rec = UpdateRecorder(opt, model, steps=500, sample_size=100, record_grad=True)
+    estimate = rec._buffer_bytes(rec._tracked, 2)
+    rec.attach()
+    real = sum(b.numel() * b.element_size() for b in
+               [*rec._sample_buf.values(), *rec._abs_sum.values(), rec._lr] +
+               [x for a in rec._acc.values() for x in (a._hist, a._moments, a._counts)] +
+               [t.snap for t in rec._tracked])
+    rec.detach()
+    assert real <= estimate <= 3 * real + 40 * (1 << 22)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_seed_out_of_range_is_refused_at_the_call(seed):
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 9223372036854775807\]"):
+        UpdateRecorder(opt, model, seed=seed)
+
+
+@pytest.mark.parametrize("make_opt, warns", [
+    (lambda p: torch.optim.SGD(p, lr=1e-2), True),
+    (lambda p: torch.optim.RMSprop(p, lr=1e-3), True),
+    (lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.0, 0.999)), False),
+    (lambda p: torch.optim.AdamW(p, lr=1e-3, betas=(0.0, 0.999)), False),
+])
+def test_comparing_a_non_adam_run_with_theorem_1_warns(make_opt, warns):
+    import warnings
+
+    model = _mlp()
+    opt = make_opt(model.parameters())
+    with UpdateRecorder(opt, model, steps=3, sample_size=20) as rec:
+        _run(model, opt, None, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare_with_theory(rec.result())
+    said = [str(w.message) for w in caught if "describe Adam's update" in str(w.message)]
+    assert len(said) == (1 if warns else 0)
+    if warns:
+        assert type(opt).__name__ in said[0]
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_a_tensor_without_gradient_is_flagged_and_not_scored(native, monkeypatch):
+    monkeypatch.setenv("ADAMDIST_NATIVE", native)
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.0, 0.999))
+    model[2].bias.requires_grad_(False)  # frozen from the start: grad stays None
+    with UpdateRecorder(opt, model, steps=3, sample_size=5, record_grad=True) as rec:
+        for step in range(1, 4):
+            opt.zero_grad(set_to_none=True)
+            model[0].bias.requires_grad_(step != 2)  # no gradient at step 2 only
+            _loss(model, step).backward()
+            opt.step()
+    for kind in ("update", "grad"):
+        stats = rec.result(kind)
+        frame = stats.to_frame("moments").set_index(["step", "name"])
+        assert frame.loc[(2, "0.bias"), "no_grad"] and not frame.loc[(1, "0.bias"), "no_grad"]
+        assert frame.loc[(slice(None), "2.bias"), "no_grad"].all()
+        assert frame["no_grad"].sum() == 4
+    table = compare_with_theory(rec.result()).set_index(["step", "name"])
+    assert np.isnan(table.loc[(2, "0.bias"), "ks"]) and np.isnan(table.loc[(2, "0.bias"), "var_ratio"])
+    assert table.loc[(slice(None), "2.bias"), "ks"].isna().all()
+    assert np.isfinite(table.loc[(3, "0.bias"), "ks"])
+
+
+def test_half_precision_updates_rounded_away_are_reported_once():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 64).half()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    with UpdateRecorder(opt, model, steps=3, sample_size=200) as rec:
+        for step in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 64).half()).float().pow(2).mean().backward()
+            opt.step()
+    with pytest.warns(RuntimeWarning, match=r"exactly 0: weight \(\d\d\.\d% of them, float16, lr 1e-05\)"):
+        rec.result()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.result()  # once is enough
+
+
+def test_float32_updates_do_not_warn_about_half_precision():
+    import warnings
+
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    with UpdateRecorder(opt, model, steps=2, sample_size=20) as rec:
+        _run(model, opt, None, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.result()
