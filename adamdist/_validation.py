@@ -15,12 +15,15 @@ import numpy as np
 
 def as_float_array(value, name: str) -> np.ndarray:
     """Return ``value`` as a float64 array; reject non-numeric input and NaN."""
-    if isinstance(value, (str, bytes)) or value is None:
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
         raise TypeError(f"{name} must be a real number or an array of real numbers, got {type(value).__name__}")
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real number or an array of real numbers, got {value!r}") from exc
+    if raw.dtype.kind not in "iuf":  # booleans (True is no step count or rate), complex, objects, text
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got {value!r}")
+    arr = raw.astype(np.float64, copy=False)
     if np.isnan(arr).any():
         raise ValueError(f"{name} must not be NaN")
     return arr
@@ -43,6 +46,14 @@ def check_range(value, name: str, low=-np.inf, high=np.inf, *, low_open=False,
         right = ")" if high_open else "]"
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}, got {value!r}")
     return arr
+
+
+def check_scalar(value, name: str, low=-np.inf, high=np.inf, **interval) -> float:
+    """:func:`check_range` for an argument that must be one real number (not an array)."""
+    arr = check_range(value, name, low, high, **interval)
+    if arr.ndim:
+        raise TypeError(f"{name} must be a single real number, got an array of shape {arr.shape}")
+    return float(arr)
 
 
 def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:

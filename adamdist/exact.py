@@ -134,7 +134,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ._validation import as_float_array, check_int, check_range, scalar_or_array
+from ._validation import as_float_array, check_int, check_memory, check_range, check_scalar, scalar_or_array
 
 __all__ = [
     "momentum_weights",
@@ -154,15 +154,15 @@ _SADDLE_GRID = np.linspace(-14.0, 14.0, 15)  # logit of the position inside the 
 _H = 0.1  # first trapezoid step in x where omega = scale * sinh(x); halved until converged
 _CONVERGED = 1e-7  # |T(h) - T(2h)| accepted (relative to max(1, |T|))
 _MAX_NODES = 5000
+_MEAN_RATIO_MAX = 1e6  # largest |mean| / max(sigma) for which the contour integral stays finite (tested)
+_MATRICES = 4  # t x t float64 matrices alive at once while the law is built: 3.0 measured (tracemalloc), + margin
 
 
 # --------------------------------------------------------------------------- weights
 
 
 def _check_betas(beta1, beta2):
-    b1 = float(check_range(beta1, "beta1", 0.0, 1.0, high_open=True))
-    b2 = float(check_range(beta2, "beta2", 0.0, 1.0))
-    return b1, b2
+    return check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True), check_scalar(beta2, "beta2", 0.0, 1.0)
 
 
 def _ema_weights(t: int, beta: float) -> np.ndarray:
@@ -194,8 +194,7 @@ def momentum_weights(t, beta1):
     numpy.ndarray, shape (t,)
     """
     t = check_int(t, "t", low=1)
-    b1 = float(check_range(beta1, "beta1", 0.0, 1.0, high_open=True))
-    return _ema_weights(t, b1)
+    return _ema_weights(t, check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True))
 
 
 def second_moment_weights(t, beta2):
@@ -219,7 +218,7 @@ def second_moment_weights(t, beta2):
     numpy.ndarray, shape (t,)
     """
     t = check_int(t, "t", low=1)
-    b2 = float(check_range(beta2, "beta2", 0.0, 1.0))
+    b2 = check_scalar(beta2, "beta2", 0.0, 1.0)
     if b2 == 1.0:
         return np.full(t, 1.0 / t)
     return _ema_weights(t, b2)
@@ -258,14 +257,18 @@ def _profile(value, t: int, name: str, default: float, positive: bool) -> np.nda
 def _rng(random_state):
     if isinstance(random_state, np.random.Generator):
         return random_state
-    if random_state is None or isinstance(random_state, (int, np.integer)):
-        return np.random.default_rng(random_state)
-    raise TypeError(f"random_state must be None, an int seed or a numpy.random.Generator, "
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return np.random.default_rng(check_int(random_state, "random_state", low=0))
+    raise TypeError(f"random_state must be None, an int seed >= 0 or a numpy.random.Generator, "
                     f"got {type(random_state).__name__}")
 
 
 def _draw_gradients(t, size, random_state, sigma, mean) -> np.ndarray:
     size = check_int(size, "size", low=1)
+    # the (size, t) draws, their squares and the recursion's running sums
+    check_memory(4 * 8 * size * t, f"{size} draws of {t} gradients", "size (or t)")
     sig = _profile(sigma, t, "sigma", 1.0, positive=True)
     mu = _profile(mean, t, "mean", 0.0, positive=False)
     return mu + sig * _rng(random_state).standard_normal((size, t))
@@ -987,7 +990,7 @@ class AdamUpdateDistribution:
         Parameters
         ----------
         size : int
-        random_state : None, int or numpy.random.Generator
+        random_state : None, int >= 0 or numpy.random.Generator
 
         Returns
         -------
@@ -1098,7 +1101,9 @@ def update_distribution(t, beta1=0.0, beta2=0.999, sigma=None, mean=None):
         Gradient scale per step, each in ``(0, inf)``; a callable receives
         the 1-based step. None means 1.
     mean : None, float, sequence of length t, or callable, optional
-        Gradient mean per step, finite. None means 0.
+        Gradient mean per step, with :math:`|\mu_i| \le 10^6 \max_j \sigma_j`
+        (the law depends on the ratio only; beyond it the law is a point mass
+        to double precision). None means 0.
 
     Returns
     -------
@@ -1110,7 +1115,10 @@ def update_distribution(t, beta1=0.0, beta2=0.999, sigma=None, mean=None):
     ------
     TypeError, ValueError
         For arguments of the wrong type or outside the ranges above; the
-        message names the argument.
+        message names the argument. Building the law holds about
+        :math:`4 \cdot 8 t^2` bytes (``t x t`` matrices): a ``t`` whose
+        matrices would not fit in the free memory is refused with the
+        estimate (``ValueError`` naming ``t``).
 
     Examples
     --------
@@ -1124,6 +1132,12 @@ def update_distribution(t, beta1=0.0, beta2=0.999, sigma=None, mean=None):
     b1, b2 = _check_betas(beta1, beta2)
     sig = _profile(sigma, t, "sigma", 1.0, positive=True)
     mu = _profile(mean, t, "mean", 0.0, positive=False)
+    if np.any(np.abs(mu) > _MEAN_RATIO_MAX * sig.max()):
+        raise ValueError(f"mean must satisfy |mean| <= {_MEAN_RATIO_MAX:g} * max(sigma) at every step (the law "
+                         f"depends on mean/sigma only; beyond that it is a point mass to double precision and "
+                         f"the contour integral overflows), got max |mean| / max(sigma) = "
+                         f"{np.abs(mu).max() / sig.max():.3g}")
     if t == 1 or (b1 == 0.0 and b2 == 0.0):
         return TwoPointUpdateDistribution(t, b1, b2, sig, mu)
+    check_memory(_MATRICES * 8 * t * t, f"the exact law at t = {t}", "t")
     return AdamUpdateDistribution(t, b1, b2, sig, mu)

@@ -105,7 +105,7 @@ import numpy as np
 import torch
 
 from . import _native
-from ._validation import check_int, check_range
+from ._validation import check_int, check_memory, check_range, check_seed
 from .results import StatsAccumulator, UpdateStats, default_edges
 
 __all__ = [
@@ -324,6 +324,15 @@ def sparse_spikes(p: float = 0.01, scale: float = 30.0, base: GradientModel | No
     return Mixture([base if base is not None else Normal(), Normal(0.0, scale)], [1.0 - p, p])
 
 
+def _draw_bytes(model, elem: int) -> int:
+    """Bytes per coordinate that one step's draw from ``model`` may hold beyond its output (an upper bound)."""
+    if isinstance(model, Mixture):
+        return 8 + sum(elem + _draw_bytes(c, elem) for c in model.components)  # uniform pick + every draw
+    if isinstance(model, StudentT):
+        return 24  # float64 concentration, gamma and normal draws
+    return 2 * elem  # Normal, Cauchy draw in place; any other model: its result and a conversion
+
+
 def _describe(model) -> dict:
     if hasattr(model, "describe"):
         return model.describe()
@@ -520,7 +529,8 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
         Where the gradients come from; default ``Normal()`` (i.i.d. standard
         normal, the setting of Theorem 1).
     seed : int
-        Seeds the generator of the gradients and the choice of sampled coordinates.
+        Seeds the generator of the gradients and the choice of sampled
+        coordinates; in ``[0, 2**63 - 1]``.
     device : str or torch.device
         ``"cpu"`` or ``"cuda"``; the same code runs on both.
     edges : array_like, optional
@@ -535,6 +545,15 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
         Show a ``tqdm`` progress bar; default: only when ``n * steps > 1e8``.
     name : str
         Name of the tracked tensor in the result.
+
+    Raises
+    ------
+    ValueError
+        For arguments outside the ranges above, and when the run's buffers
+        (about ``n`` times the state, gradient and update vectors plus
+        temporaries, and per recorded step the histogram and samples) would
+        not fit in the free memory of ``device``: the message gives the
+        estimate, instead of the process being killed.
 
     Returns
     -------
@@ -560,7 +579,7 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
     opt = OPTIMIZERS[optimizer]
     n = check_int(n, "n", low=1)
     steps = check_int(steps, "steps", low=1)
-    seed = check_int(seed, "seed", low=0)
+    seed = check_seed(seed, "seed")
     sample_size = check_int(sample_size, "sample_size", low=0)
     hp = _hyper_parameters(opt, beta1, beta2, eps)
     gradients = Normal() if gradients is None else gradients
@@ -576,6 +595,14 @@ def run(optimizer: str = "adam", n: int = 100_000, steps: int = 20, beta1=None, 
         raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
     edges = default_edges() if edges is None else edges
     wanted = _record_slots(steps, record)
+    elem = torch.finfo(dtype).bits // 8
+    # per coordinate: the optimizer's state, gradient and update vectors, the gradient model's temporaries
+    # and the torch route's statistics (~40 bytes); per recorded step: histogram, moments and samples
+    per_entry = (len(opt.buffers) + 2) * elem + _draw_bytes(gradients, elem) + 40
+    per_step = (np.asarray(edges).size + 1 + 6 + min(sample_size, n)) * 8
+    check_memory(n * per_entry + len(wanted) * per_step,
+                 f"simulate.run (n = {n} coordinates at {per_entry} bytes, {len(wanted)} recorded steps at "
+                 f"{per_step} bytes)", "n (or the recorded steps, record/steps, and sample_size)", device=device)
     if progress is None:
         progress = n * steps > 1e8
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-from ._validation import check_range, scalar_or_array
+from ._validation import check_range, check_scalar, scalar_or_array
 
 __all__ = [
     "update_distribution",
@@ -190,9 +190,9 @@ def _two_point(value):
     return stats.rv_discrete(name="adam_update_m1", values=([-value, value], [0.5, 0.5]))
 
 
-def _frozen_args(m, c, vectorised_alternative: str):
+def _frozen_args(m, c, vectorised_alternative: str, allow_one: bool = True):
     """Validated scalar ``m`` and the scale ``sqrt(c)`` of a frozen law."""
-    m_arr = _check_m(m)
+    m_arr = _check_m(m, allow_one=allow_one)
     if m_arr.ndim:
         raise TypeError(f"m must be a scalar for a frozen distribution; use {vectorised_alternative} for arrays")
     c_arr = _check_c(c, m_arr)
@@ -271,9 +271,8 @@ def squared_update_distribution(m, c=None):
     Its mean :math:`E[G] = c/m` (eq. 24) is the variance of the update.
     Requires ``m > 1``.
     """
-    m_arr = _check_m(m, allow_one=False)
-    c_arr = _check_c(c, m_arr)
-    return stats.beta(0.5, (float(m_arr) - 1) / 2, scale=float(c_arr))
+    m_val, _ = _frozen_args(m, c, "update_variance", allow_one=False)  # checks c too
+    return stats.beta(0.5, (m_val - 1) / 2, scale=m_val if c is None else float(c))
 
 
 def gradient_share_distribution(m):
@@ -282,8 +281,8 @@ def gradient_share_distribution(m):
     :math:`K \sim \mathrm{Beta}(\tfrac12, \tfrac{m-1}{2})`, mean :math:`1/m`
     (eq. 22). Requires ``m > 1``.
     """
-    m_arr = _check_m(m, allow_one=False)
-    return stats.beta(0.5, (float(m_arr) - 1) / 2)
+    m_val, _ = _frozen_args(m, None, "update_variance", allow_one=False)
+    return stats.beta(0.5, (m_val - 1) / 2)
 
 
 def update_variance(m, c=None):
@@ -350,9 +349,10 @@ def ema_weights(beta, m):
     the weights Adam puts on :math:`g_1^2, \dots, g_m^2` after bias correction
     (eqs. 8-9, 13). ``beta = 0`` gives all weight to the newest sample.
     """
-    b = float(_check_beta(beta))
-    m_int = int(check_range(m, "m", 1, np.inf))
-    if m_int != float(np.asarray(m)):
+    b = check_scalar(beta, "beta", 0.0, 1.0, high_open=True)
+    m_val = check_scalar(m, "m", 1, np.inf)
+    m_int = int(m_val)
+    if m_int != m_val:
         raise ValueError(f"m must be an integer >= 1 here, got {m!r}")
     i = np.arange(1, m_int + 1)
     if b == 0.0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -372,3 +373,88 @@ def test_repr():
     assert "t=12" in text and "beta1=0.9" in text and "simple average" in text
     assert "P(u=+1)" in repr(update_distribution(1))
     assert exact.__all__
+
+
+# -- the package's own errors (issue: no silent failures) -------------------------------------------------
+def _refusal_in_a_child(call: str) -> str:
+    """The ValueError's message of ``call``, run where a regression (the allocation itself) cannot hurt pytest."""
+    from _isolated import run_isolated
+
+    child = run_isolated(f"""
+        from adamdist import exact
+        try:
+            {call}
+        except ValueError as exc:
+            print(exc)
+    """)
+    assert child.returncode == 0, child.stderr[-2000:]
+    return child.stdout
+
+
+def test_a_step_whose_matrices_cannot_fit_is_refused_with_the_estimate():
+    said = _refusal_in_a_child("exact.update_distribution(100_000)")
+    assert re.search(r"the exact law at t = 100000 needs about 298\.0 GiB on the host but only .* GiB is "
+                     r"available; reduce t", said), said
+
+
+def test_the_memory_estimate_bounds_what_building_the_law_holds():
+    import tracemalloc
+
+    t = 800
+    tracemalloc.start()
+    exact.update_distribution(t, beta1=0.9)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak <= exact._MATRICES * 8 * t * t <= 2 * peak
+
+
+@pytest.mark.parametrize("mean", [1e300, -1e300, 1e7, [0.0, 0.0, 0.0, 0.0, 2e7]])
+def test_a_mean_beyond_double_precision_is_refused(mean):
+    with pytest.raises(ValueError, match=r"mean must satisfy \|mean\| <= 1e\+06 \* max\(sigma\)"):
+        exact.update_distribution(5, mean=mean)
+
+
+@pytest.mark.parametrize("t", [2, 50, 400])
+def test_the_largest_allowed_mean_still_gives_a_law(t):
+    d = exact.update_distribution(t, beta1=0.9, mean=1e6)
+    assert np.isfinite(d.cdf(np.linspace(-1, 1.1, 5))).all() and np.isfinite(d.var())
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda: exact.update_distribution(5, beta1=np.array([0.1, 0.2])), "beta1"),
+    (lambda: exact.update_distribution(5, beta2=[0.9, 0.99]), "beta2"),
+    (lambda: exact.momentum_weights(5, np.array([0.1, 0.2])), "beta1"),
+    (lambda: exact.second_moment_weights(5, [0.9, 0.99]), "beta2"),
+    (lambda: exact.laprop_update_rvs(5, beta1=[0.1, 0.2]), "beta1"),
+])
+def test_array_betas_are_refused_by_name(call, argument):
+    with pytest.raises(TypeError, match=rf"{argument} must be a single real number, got an array of shape \(2,\)"):
+        call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: exact.update_distribution(True),
+    lambda: exact.update_distribution(5, beta1=False),
+    lambda: exact.momentum_weights(True, 0.5),
+])
+def test_booleans_are_not_numbers(call):
+    with pytest.raises(TypeError, match="got bool|got False|got True"):
+        call()
+
+
+@pytest.mark.parametrize("law", [lambda: exact.update_distribution(5), lambda: exact.update_distribution(1)])
+@pytest.mark.parametrize("random_state, error, words", [
+    (-1, ValueError, r"random_state must be an integer in \[0, inf\], got -1"),
+    (True, TypeError, "random_state must be None, an int seed >= 0 or a numpy.random.Generator, got bool"),
+    ("0", TypeError, "random_state must be None, an int seed >= 0"),
+])
+def test_rvs_random_state_is_checked(law, random_state, error, words):
+    with pytest.raises(error, match=words):
+        law().rvs(3, random_state=random_state)
+    with pytest.raises(error, match=words):
+        exact.laprop_update_rvs(5, random_state=random_state)
+
+
+def test_rvs_too_many_draws_for_memory_are_refused():
+    said = _refusal_in_a_child("exact.update_distribution(5).rvs(size=10**12)")
+    assert re.search(r"draws of 5 gradients needs about .* GiB.*reduce size", said), said

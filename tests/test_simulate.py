@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -319,3 +321,86 @@ def test_adam_with_momentum_matches_exact_law():
     table = compare_with_law(stats, lambda m: exact.update_distribution(m, 0.9, 0.999, mean=-0.3))
     assert (table.ks < table.ks_band).all(), table
     np.testing.assert_allclose(table.var_ratio, 1.0, atol=0.04)
+
+
+# -- refused up front, not killed by the kernel (issue: no silent failures) --------------------------------
+def test_a_run_too_large_for_memory_is_refused_with_the_estimate():
+    from _isolated import run_isolated
+
+    child = run_isolated("""
+        from adamdist.simulate import run
+        try:
+            run("adam", n=4_000_000_000, steps=2)
+        except ValueError as exc:
+            print(exc)
+    """)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert re.search(r"simulate\.run \(n = 4000000000 coordinates.*needs about \d+\.\d GiB on the host but only "
+                     r".* GiB is available; reduce n", child.stdout), child.stdout
+
+
+def test_recorded_steps_count_in_the_estimate(monkeypatch):
+    from adamdist import _validation
+    from adamdist.simulate import run
+
+    monkeypatch.setattr(_validation, "available_memory", lambda device=None: 2**30)
+    run("adam", n=1000, steps=10, sample_size=10)
+    with pytest.raises(ValueError, match=r"200000 recorded steps.*reduce n \(or the recorded steps"):
+        run("adam", n=1000, steps=200_000, sample_size=2000)
+
+
+_BUDGET_SCRIPT = r"""
+import resource, sys, torch
+from adamdist import simulate
+from adamdist.simulate import Mixture, Normal, StudentT
+
+model = {"normal": None, "student": StudentT(3.0), "mixture": Mixture([Normal(), StudentT(2.0)], [0.5, 0.5])}
+model, share = model[sys.argv[1]], float(sys.argv[2])
+for dtype in (torch.float32, torch.float64):  # warm up the allocator, the kernel and every code path
+    simulate.run("adam", n=1000, steps=2, gradients=model, dtype=dtype)
+
+
+class Estimate(Exception):
+    pass
+
+
+def estimate_only(nbytes, *args, **kwargs):
+    raise Estimate(nbytes)
+
+
+simulate.check_memory = estimate_only
+try:
+    simulate.run("adam", n=4_000_000, steps=3, gradients=model, dtype=torch.float64)
+except Estimate as said:
+    estimate = said.args[0]
+simulate.check_memory = lambda *args, **kwargs: None
+# the run gets exactly `share` of the estimate as new address space
+vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + int(share * estimate), resource.RLIM_INFINITY))
+try:
+    simulate.run("adam", n=4_000_000, steps=3, gradients=model, dtype=torch.float64)
+    print("fits")
+except (MemoryError, RuntimeError):
+    print("does not fit")
+"""
+
+
+@pytest.mark.parametrize("model", ["normal", "student", "mixture"])
+def test_memory_estimate_is_an_upper_bound_within_a_small_factor(model):
+    """Given the estimate as new address space the run fits; given a quarter of it, it does not."""
+    import subprocess
+    import sys
+
+    for share, expected in ((1.0, "fits"), (0.25, "does not fit")):
+        out = subprocess.run([sys.executable, "-c", _BUDGET_SCRIPT, model, str(share)], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == expected, (share, out.stdout, out.stderr[-2000:])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 2**63])
+def test_seed_out_of_range_is_refused_at_the_call(seed):
+    from adamdist.simulate import run
+
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 9223372036854775807\]"):
+        run("adam", n=10, steps=1, seed=seed)

@@ -281,3 +281,36 @@ def test_special_cases_of_g_eqs_25_to_27():
     rng = np.random.default_rng(7)
     z, h = rng.chisquare(1, 100_000), rng.chisquare(2, 100_000)
     assert stats.kstest(3 * z / (z + h), lambda t: np.sqrt(np.clip(t, 0, 3) / 3)).statistic < 1.63 / np.sqrt(1e5)
+
+
+# -- the package's own errors (issue: no silent failures) -------------------------------------------------
+@pytest.mark.parametrize("call, words", [
+    (lambda: T.ema_weights(np.array([0.1, 0.2]), 5), r"beta must be a single real number, got an array"),
+    (lambda: T.ema_weights(0.9, np.array([3, 4])), r"m must be a single real number, got an array"),
+    (lambda: T.squared_update_distribution(np.array([3, 4])), r"m must be a scalar for a frozen distribution"),
+    (lambda: T.squared_update_distribution(3, c=np.array([3, 4])), r"c must be a scalar"),
+    (lambda: T.gradient_share_distribution(np.array([3, 4])), r"m must be a scalar for a frozen distribution"),
+])
+def test_arrays_where_one_number_is_needed_are_refused_by_name(call, words):
+    with pytest.raises(TypeError, match=words):
+        call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: T.update_distribution(True),
+    lambda: T.abs_update_distribution(True),
+    lambda: T.squared_update_distribution(True),
+    lambda: T.gradient_share_distribution(True),
+    lambda: T.ema_weights(0.9, True),
+    lambda: T.ema_weights(False, 3),
+    lambda: T.update_variance(np.array([True, False])),
+])
+def test_booleans_are_not_step_counts(call):
+    with pytest.raises(TypeError, match="must be a real number or an array of real numbers"):
+        call()
+
+
+def test_squared_update_law_unchanged_by_the_checks():
+    d = T.squared_update_distribution(7, c=6)
+    assert d.mean() == pytest.approx(6 / 7, rel=1e-14)
+    assert T.gradient_share_distribution(7).mean() == pytest.approx(1 / 7, rel=1e-14)
