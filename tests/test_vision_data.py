@@ -93,3 +93,120 @@ def test_wrong_class_folders_are_rejected(tmp_path):
         Image.new("RGB", (32, 32)).save(tmp_path / "cifar10" / "train" / cls / "0.png")
     with pytest.raises(ValueError, match="class folders"):
         vision.cifar10(root=tmp_path, download=False)
+
+
+# -- damaged files and stalled downloads (issue: no silent failures) --------------------------------------
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+from adamdist.data import DataDamagedError, download_timeout  # noqa: E402
+
+
+class _SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers: a download that stalls."""
+
+    def __enter__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.held = []
+        self.stop = threading.Event()
+
+        def serve():
+            self.sock.settimeout(0.1)
+            while not self.stop.is_set():
+                try:
+                    self.held.append(self.sock.accept()[0])
+                except OSError:
+                    continue
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_stalled_mnist_download_ends_with_data_not_found(tmp_path, monkeypatch):
+    with _SilentServer() as url:
+        monkeypatch.setattr(vision.datasets.MNIST, "mirrors", [url])
+        with pytest.raises(DataNotFoundError, match="every torchvision mirror failed") as err:
+            vision.mnist(root=tmp_path, download_timeout=0.5)
+    assert "timed out" in str(err.value)
+    assert socket.getdefaulttimeout() is None  # restored
+
+
+def test_a_stalled_cifar_download_ends_with_data_not_found(tmp_path, monkeypatch):
+    with _SilentServer() as url:
+        monkeypatch.setattr(vision.datasets.CIFAR10, "url", url + "cifar-10-python.tar.gz")
+        monkeypatch.setenv("ADAMDIST_DOWNLOAD_TIMEOUT", "0.5")
+        with pytest.raises(DataNotFoundError, match="the download failed.*timed out"):
+            vision.cifar10(root=tmp_path)
+    assert socket.getdefaulttimeout() is None
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf"), "soon", True])
+def test_download_timeout_is_checked(value):
+    with pytest.raises(ValueError, match=r"download_timeout must be a number of seconds in \(0, inf\)"):
+        download_timeout(value)
+
+
+def test_download_timeout_from_the_environment(monkeypatch):
+    assert download_timeout() == 60.0
+    monkeypatch.setenv("ADAMDIST_DOWNLOAD_TIMEOUT", "2.5")
+    assert download_timeout() == 2.5
+    monkeypatch.setenv("ADAMDIST_DOWNLOAD_TIMEOUT", "later")
+    with pytest.raises(ValueError, match="ADAMDIST_DOWNLOAD_TIMEOUT must be a number of seconds"):
+        download_timeout()
+
+
+def _idx(path, dims, data_bytes):
+    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+    path.write_bytes(header + bytes(data_bytes))
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_truncated_mnist_file_is_named_not_reported_missing(tmp_path, monkeypatch, download):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _idx(raw / "train-images-idx3-ubyte", (60000, 28, 28), 60000 * 28 * 28)
+    _idx(raw / "train-labels-idx1-ubyte", (60000,), 30000)  # cut in half
+    monkeypatch.setattr(vision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing is downloaded
+    with pytest.raises(DataDamagedError, match=r"train-labels-idx1-ubyte is damaged: it has 30,008 bytes, its "
+                                               r"header \(shape \(60000,\)\) says 60,008") as err:
+        vision.mnist(root=tmp_path, download=download)
+    assert err.value.path == raw / "train-labels-idx1-ubyte"
+
+
+def test_an_mnist_file_that_is_not_idx_is_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"<html>mirror error page</html>")
+    with pytest.raises(DataDamagedError, match="t10k-images-idx3-ubyte is damaged: it does not start with an IDX"):
+        vision.mnist(train=False, root=tmp_path, download=False)
+
+
+@needs_mnist
+def test_the_real_mnist_files_pass_the_check():
+    for train in (True, False):
+        vision._check_mnist_files(SHARED / "MNIST" / "raw", train)
+
+
+def test_a_truncated_cifar_png_is_named_when_read(tmp_path):
+    from PIL import Image
+
+    for k, name in enumerate(vision.CIFAR10_CLASSES):
+        folder = tmp_path / "cifar10" / "train" / name
+        folder.mkdir(parents=True)
+        Image.new("RGB", (32, 32), (k * 20, 0, 0)).save(folder / "0.png")
+    bad = tmp_path / "cifar10" / "train" / "bird" / "0.png"
+    bad.write_bytes(bad.read_bytes()[:40])
+    ds = vision.cifar10(root=tmp_path, download=False)
+    assert ds[0][1] == 0  # good images still load
+    with pytest.raises(DataDamagedError, match=r"cifar10/train/bird/0\.png is damaged: the image cannot be read"):
+        ds[vision.CIFAR10_CLASSES.index("bird")]

@@ -12,18 +12,26 @@ i.e. ``$ADAMDIST_DATA`` or ``~/.cache/adamdist/data``):
   downloaded there from torchvision's mirrors when missing.
 
 When a data set is neither on disk nor downloadable, :class:`DataNotFoundError`
-says which data set, which folder was searched and how to provide it.
+says which data set, which folder was searched and how to provide it; a file
+that is there but damaged (a truncated IDX file or PNG) raises
+:class:`DataDamagedError` naming it. A download that receives nothing for
+``download_timeout`` seconds (default 60, or ``$ADAMDIST_DOWNLOAD_TIMEOUT``)
+is given up with the same :class:`DataNotFoundError` as a refused one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import warnings
 from pathlib import Path
 
+import numpy as np
 from torchvision import datasets
 from torchvision import transforms as T
 
-from . import DataNotFoundError, data_root
+from . import DataDamagedError, DataNotFoundError, data_root
+from . import download_timeout as download_timeout_seconds
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -67,10 +75,59 @@ def _resolve_root(root) -> Path:
     return data_root() if root is None else Path(root).expanduser()
 
 
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """torchvision's downloads open URLs without a timeout: give every connect and read one, then restore."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def _load_image(path: str):
+    """ImageFolder's loader, with the file named when it cannot be read (a truncated PNG)."""
+    try:
+        return datasets.folder.default_loader(path)
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for damaged files
+        raise DataDamagedError(path, f"the image cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+_IDX_ITEM_BYTES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def _idx_problem(path: Path) -> str | None:
+    """What is wrong with an IDX file (MNIST's format: magic, dimensions, then the data), or None."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_ITEM_BYTES:
+            return f"it does not start with an IDX header (first bytes {head!r})"
+        dims = np.frombuffer(fh.read(4 * head[3]), dtype=">u4")
+    if dims.size != head[3]:
+        return f"its header is cut short ({size} bytes)"
+    expected = 4 + 4 * head[3] + int(np.prod(dims, dtype=np.int64)) * _IDX_ITEM_BYTES[head[2]]
+    if size != expected:
+        return f"it has {size:,} bytes, its header (shape {tuple(int(d) for d in dims)}) says {expected:,}"
+    return None
+
+
+def _check_mnist_files(raw: Path, train: bool) -> None:
+    """Raise DataDamagedError for a damaged IDX file of the split that is on disk (missing ones are no damage)."""
+    prefix = "train" if train else "t10k"
+    for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
+        path = raw / name
+        if path.is_file():
+            problem = _idx_problem(path)
+            if problem:
+                raise DataDamagedError(path, problem)
+
+
 def _cifar_image_tree(folder: Path, train: bool, transform):
     """The ImageFolder copy ``folder/{train,test}/<class>/``, class order checked."""
     split = folder / ("train" if train else "test")
-    ds = datasets.ImageFolder(str(split), transform=transform)
+    ds = datasets.ImageFolder(str(split), transform=transform, loader=_load_image)
     if tuple(ds.classes) != CIFAR10_CLASSES:
         raise ValueError(f"{split} has class folders {ds.classes}; CIFAR-10 needs exactly {list(CIFAR10_CLASSES)} "
                          "(ImageFolder sorts them, which gives the official label ids)")
@@ -85,7 +142,7 @@ def _cifar_image_tree(folder: Path, train: bool, transform):
     return ds
 
 
-def cifar10(train: bool = True, transform=None, download: bool = True, root=None):
+def cifar10(train: bool = True, transform=None, download: bool = True, root=None, download_timeout=None):
     """The CIFAR-10 train or test split (Krizhevsky, 2009).
 
     Parameters
@@ -100,6 +157,9 @@ def cifar10(train: bool = True, transform=None, download: bool = True, root=None
         Download torchvision's copy into ``root/cifar10`` when none is on disk.
     root : path, optional
         Data root; defaults to :func:`adamdist.data.data_root`.
+    download_timeout : float, optional
+        Seconds the download may receive nothing before it is given up;
+        default ``$ADAMDIST_DOWNLOAD_TIMEOUT`` or 60.
 
     Returns
     -------
@@ -111,16 +171,21 @@ def cifar10(train: bool = True, transform=None, download: bool = True, root=None
     Raises
     ------
     DataNotFoundError
-        Neither layout is under ``root/cifar10`` and the download is disabled
-        or failed.
+        Neither layout is under ``root/cifar10`` and the download is disabled,
+        failed or timed out.
+    DataDamagedError
+        Raised when an image of the image tree is read (item access) and
+        cannot be decoded; it names the file.
     """
+    timeout = download_timeout_seconds(download_timeout)
     folder = _resolve_root(root) / "cifar10"
     split = "train" if train else "test"
     if (folder / split).is_dir():
         return _cifar_image_tree(folder, train, transform)
     if (folder / "cifar-10-batches-py").is_dir() or download:
         try:
-            ds = datasets.CIFAR10(str(folder), train=train, transform=transform, download=download)
+            with _socket_timeout(timeout):
+                ds = datasets.CIFAR10(str(folder), train=train, transform=transform, download=download)
         except Exception as exc:  # network errors come in many types; all mean "not available"
             raise DataNotFoundError(_cifar_missing(folder, split, f"the download failed: {exc}")) from exc
         ds.adamdist_note = f"CIFAR-10 {split} split, torchvision's copy in {folder}: {len(ds):,} images"
@@ -136,7 +201,7 @@ def _cifar_missing(folder: Path, split: str, why: str) -> str:
             f"{', '.join(CIFAR10_CLASSES)}; or set ADAMDIST_DATA to a folder that has a 'cifar10' subfolder.")
 
 
-def mnist(train: bool = True, transform=None, download: bool = True, root=None):
+def mnist(train: bool = True, transform=None, download: bool = True, root=None, download_timeout=None):
     """The MNIST train (60,000) or test (10,000) split.
 
     Parameters
@@ -151,22 +216,32 @@ def mnist(train: bool = True, transform=None, download: bool = True, root=None):
         the original yann.lecun.com host often refuses, the others usually work.
     root : path, optional
         Data root; defaults to :func:`adamdist.data.data_root`.
+    download_timeout : float, optional
+        Seconds a mirror may send nothing before the next one is tried;
+        default ``$ADAMDIST_DOWNLOAD_TIMEOUT`` or 60.
 
     Raises
     ------
     DataNotFoundError
-        The IDX files are missing and the download is disabled or every mirror failed.
+        The IDX files are missing and the download is disabled or every mirror
+        failed or timed out.
+    DataDamagedError
+        An IDX file of the split is on disk but damaged (its size disagrees
+        with its header); nothing is downloaded over it.
     """
+    timeout = download_timeout_seconds(download_timeout)
     root = _resolve_root(root)
     raw = root / "MNIST" / "raw"
     split = "train" if train else "test"
+    _check_mnist_files(raw, train)
     try:
         ds = datasets.MNIST(str(root), train=train, transform=transform, download=False)
     except RuntimeError as missing:
         if not download:
             raise DataNotFoundError(_mnist_missing(raw, split, "download=False")) from missing
         try:
-            ds = datasets.MNIST(str(root), train=train, transform=transform, download=True)
+            with _socket_timeout(timeout):
+                ds = datasets.MNIST(str(root), train=train, transform=transform, download=True)
         except Exception as exc:  # every mirror failed (torchvision raises RuntimeError; be generous)
             mirrors = ", ".join(getattr(datasets.MNIST, "mirrors", []))
             raise DataNotFoundError(_mnist_missing(raw, split, f"every torchvision mirror failed ({mirrors}): {exc}")) from exc
