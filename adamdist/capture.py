@@ -39,6 +39,7 @@ Distributed training (``torch.distributed``):
 
 from __future__ import annotations
 
+import bisect
 import numbers
 import warnings
 import zlib
@@ -55,6 +56,9 @@ __all__ = ["UpdateRecorder", "predicted_law", "compare_with_theory", "DEFAULT_ST
 DEFAULT_STEPS = 100
 
 _KINDS = ("update", "grad")
+
+#: Largest step number: results store them as int64.
+_MAX_STEP = 2**63 - 1
 
 #: Entries summarised together by one DeviceBatch on the torch route: its temporaries take ~40 bytes each.
 _CHUNK_ENTRIES = 1 << 22
@@ -80,16 +84,27 @@ def _jsonable(value):
     return repr(value)
 
 
-def _resolve_steps(steps) -> list[int]:
+def _resolve_steps(steps) -> range | list[int]:
+    """The recorded step numbers, sorted and distinct.
+
+    Ints and ranges stay ranges: listing ``steps=10**12`` one by one would
+    exhaust the memory before :meth:`UpdateRecorder.attach` can refuse it.
+    """
     if steps is None:
-        return list(range(1, DEFAULT_STEPS + 1))
+        return range(1, DEFAULT_STEPS + 1)
     if isinstance(steps, numbers.Integral) and not isinstance(steps, bool):
-        n = check_int(steps, "steps", low=1)
-        return list(range(1, n + 1))
+        return range(1, check_int(steps, "steps", low=1, high=_MAX_STEP) + 1)
+    if isinstance(steps, range):
+        ascending = steps if steps.step > 0 else steps[::-1]
+        if not ascending:
+            raise ValueError("steps must name at least one step")
+        for end in (ascending[0], ascending[-1]):
+            check_int(end, "steps entry", low=1, high=_MAX_STEP)
+        return ascending
     if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
         raise TypeError(f"steps must be an int N (the first N steps) or an iterable of 1-based step numbers, "
                         f"got {type(steps).__name__}")
-    out = sorted({check_int(s, "steps entry", low=1) for s in steps})
+    out = sorted({check_int(s, "steps entry", low=1, high=_MAX_STEP) for s in steps})
     if not out:
         raise ValueError("steps must name at least one step")
     return out
@@ -303,7 +318,8 @@ class UpdateRecorder:
     *Half precision.* A float16/bfloat16 parameter whose learning rate is
     below the dtype's resolution keeps most entries unchanged, so most
     recorded updates are exactly 0; :meth:`result` warns once, with the share
-    of exact zeros.
+    of exact zeros among the sampled coordinates (none with
+    ``sample_size=0``).
 
     *Learning rate 0.* A group whose rate is 0 at a step has no defined
     update: its entries are NaN (counted in ``nonfinite``) and the step is
@@ -341,7 +357,6 @@ class UpdateRecorder:
         self.all_ranks = bool(all_ranks)
         self.rank, self.world_size = _dist_info()
         self._tracked = self._resolve_params(params, module)
-        self._slot_of = {s: i for i, s in enumerate(self.steps)}
         self._state = "new"
         self._handles = []
         self._acc = {}
@@ -597,7 +612,7 @@ class UpdateRecorder:
         self._error = exc
         self._active = None
         _warn_quietly(f"UpdateRecorder stopped recording at optimizer step {self._step} after an error in its "
-                      f"hook ({type(exc).__name__}: {exc}); training goes on, result() has the steps before")
+                      f"hook ({_describe(exc)}); training goes on, result() has the steps before")
 
     def _before_step(self, optimizer):
         import torch
@@ -613,8 +628,8 @@ class UpdateRecorder:
                           f"(attach a new recorder to record them)")
         self._step += 1
         self._pending = True
-        slot = self._slot_of.get(self._step)
-        self._active = slot
+        slot = bisect.bisect_left(self.steps, self._step)  # steps is sorted (a list or a range)
+        self._active = slot = slot if slot < len(self.steps) and self.steps[slot] == self._step else None
         if slot is None:
             return
         with torch.no_grad():
@@ -726,6 +741,14 @@ class UpdateRecorder:
             ``None`` on a rank that recorded nothing when no collective was
             asked for (DDP ranks > 0 by default). Rows are the steps recorded
             so far.
+
+        Warns
+        -----
+        RuntimeWarning
+            When a fault inside a hook stopped the recording: the result
+            holds the steps recorded before it, and
+            ``metadata["recording_error"]`` names the error. Also (once) when
+            most sampled updates of a float16/bfloat16 tensor are exactly 0.
         """
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
@@ -816,7 +839,7 @@ class UpdateRecorder:
             "sample_size": self.sample_size,
         }
         if self._error is not None:
-            metadata["recording_error"] = f"{type(self._error).__name__}: {self._error}"
+            metadata["recording_error"] = _describe(self._error)
             warnings.warn(f"UpdateRecorder stopped recording after step {stats.steps[-1] if stats.steps.size else 0}"
                           f" ({metadata['recording_error']}); the result holds the steps recorded before",
                           RuntimeWarning, stacklevel=3)
@@ -851,6 +874,14 @@ class UpdateRecorder:
                           f"learning rate times the update is below the dtype's resolution at the parameters' "
                           f"magnitude, so the step rounds away; keep float32 master weights (mixed precision) "
                           f"or use a larger learning rate", RuntimeWarning, stacklevel=4)
+
+
+def _describe(exc: BaseException) -> str:
+    """``"Type: message"``, also for an exception whose own ``str()`` fails (a hook must not raise)."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__} (its message could not be formatted)"
 
 
 def _warn_quietly(message: str) -> None:
@@ -942,8 +973,15 @@ def _local_sample(global_idx: np.ndarray, shape, local_shape, ranges):
 
 
 # -- comparisons ------------------------------------------------------------------------------------------
-#: Optimizers whose update Theorem 1 and the exact laws describe (class names, and simulate's names)
-_ADAM_LIKE = {"adam", "adamw", "fairseqadam", "fairseq_adam", "average"}
+#: simulate's optimizers that Theorem 1 describes besides Adam: the paper's eqs. 1-4 and its simple average
+_ADAM_LIKE = {"laprop", "average"}
+#: Adam's relatives whose update differs from Adam's (Nesterov momentum, rectification, infinity norm)
+_NOT_ADAM = ("nadam", "radam", "adamax")
+
+
+def _is_adam_like(name: str) -> bool:
+    """Adam by its (lowercase) name: Adam, AdamW and vendors' ones (FusedAdam, FairseqAdam, AdamW8bit, ...)."""
+    return name in _ADAM_LIKE or ("adam" in name and not any(other in name for other in _NOT_ADAM))
 
 
 def _warn_unless_adam(stats: UpdateStats) -> None:
@@ -951,7 +989,7 @@ def _warn_unless_adam(stats: UpdateStats) -> None:
     if recorded is None:
         return  # statistics made by hand: nothing says what produced them
     name = str(recorded).rsplit(".", 1)[-1].lower()
-    if name not in _ADAM_LIKE:
+    if not _is_adam_like(name):
         warnings.warn(f"this run's optimizer is {recorded}, but Theorem 1 and the exact laws describe Adam's "
                       f"update (and the simple average): the comparison measures how far {name} is from Adam's "
                       f"law, not how well a theory of {name} fits", UserWarning, stacklevel=3)
@@ -991,9 +1029,12 @@ def predicted_law(stats: UpdateStats, beta2: float | None = None, *, exact: bool
     the negative of Adam's direction) does not matter. Weight decay (AdamW) and
     :math:`\epsilon` are not modelled.
 
-    A run whose recorded optimizer is not Adam-like (SGD, RMSprop, Adagrad,
-    ...; Adam, AdamW, :class:`adamdist.optim.FairseqAdam` and simulate's
-    ``"average"`` are) is compared all the same, with a ``UserWarning``.
+    A run whose recorded optimizer (``metadata["optimizer"]``) is not
+    Adam-like is compared all the same, with a ``UserWarning``. Adam-like:
+    a class name containing "Adam" (Adam, AdamW,
+    :class:`adamdist.optim.FairseqAdam`, vendors' FusedAdam or AdamW8bit),
+    except NAdam, RAdam and Adamax, and simulate's ``"laprop"`` (the paper's
+    eqs. 1-4) and ``"average"``; SGD, RMSprop, Adagrad, Lion, ... are not.
 
     Parameters
     ----------

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -772,3 +773,98 @@ def test_float32_updates_do_not_warn_about_half_precision():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec.result()
+
+
+def test_a_hook_fault_that_cannot_even_be_described_stays_out_of_the_step(monkeypatch):
+    """Under -W error, and with an exception whose message itself raises: the step still runs clean."""
+    import warnings
+
+    class Opaque(Exception):
+        def __str__(self):
+            raise RuntimeError("no message")
+
+    def broken(*args, **kwargs):
+        raise Opaque()
+
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rec = UpdateRecorder(opt, model, steps=4, sample_size=5).attach()
+    _run(model, opt, None, 1)
+    monkeypatch.setattr(rec, "_after_step", broken)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(model, opt, None, 2, first=2)
+    assert int(opt.state[model[0].weight]["step"]) == 3
+    with pytest.warns(RuntimeWarning, match="stopped recording after step 1"):
+        stats = rec.result()
+    assert stats.steps.tolist() == [1] and stats.metadata["recording_error"].startswith("Opaque")
+    rec.detach()
+
+
+@pytest.mark.parametrize("steps", ["10**12", "range(1, 10**13, 3)", "range(10**12, 0, -1)"])
+def test_steps_too_many_to_list_are_refused_with_the_estimate(steps):
+    """Such steps used to be listed one by one at construction, until the process ran out of memory."""
+    from _isolated import run_isolated
+
+    child = run_isolated(f"""
+        import torch
+        from adamdist.capture import UpdateRecorder
+
+        model = torch.nn.Linear(3, 2)
+        rec = UpdateRecorder(torch.optim.Adam(model.parameters()), model, steps={steps})
+        try:
+            rec.attach()
+        except ValueError as exc:
+            print(exc)
+    """, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert re.search(r"buffers for \d+ recorded steps needs about \d+\.\d GiB on the host but only .* GiB is "
+                     r"available; reduce steps", child.stdout), child.stdout
+
+
+def test_a_long_range_of_steps_records_the_steps_it_names():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with UpdateRecorder(opt, model, steps=range(7, 0, -3), sample_size=5) as rec:
+        _run(model, opt, None, 8)
+    assert rec.result().steps.tolist() == [1, 4, 7]
+    with pytest.raises(ValueError, match=r"steps entry must be an integer in \[1, 9223372036854775807\], got 0"):
+        UpdateRecorder(opt, model, steps=range(0, 5))
+    with pytest.raises(ValueError, match="steps must name at least one step"):
+        UpdateRecorder(opt, model, steps=range(5, 1))
+
+
+class FusedAdam(torch.optim.Adam):
+    """Stands for the vendors' Adam implementations (apex, DeepSpeed, bitsandbytes): named Adam, not torch's."""
+
+
+@pytest.mark.parametrize("make_opt, warns", [
+    (lambda p: FusedAdam(p, lr=1e-3, betas=(0.0, 0.999)), False),
+    (lambda p: torch.optim.NAdam(p, lr=1e-3, betas=(0.0, 0.999)), True),
+    (lambda p: torch.optim.Adamax(p, lr=1e-3, betas=(0.0, 0.999)), True),
+    (lambda p: torch.optim.RAdam(p, lr=1e-3, betas=(0.0, 0.999)), True),
+], ids=["fused-adam", "nadam", "adamax", "radam"])
+def test_adam_variants_by_name(make_opt, warns):
+    import warnings
+
+    model = _mlp()
+    opt = make_opt(model.parameters())
+    with UpdateRecorder(opt, model, steps=2, sample_size=20) as rec:
+        _run(model, opt, None, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predicted_law(rec.result())
+    assert sum("describe Adam's update" in str(w.message) for w in caught) == (1 if warns else 0)
+
+
+def test_simulated_laprop_is_the_papers_optimizer_and_compares_without_warning():
+    import warnings
+
+    from adamdist.simulate import run
+
+    stats = run("laprop", n=2000, steps=3, beta1=0.0, sample_size=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compare_with_theory(stats)
+    with pytest.warns(UserWarning, match="rmsprop"):
+        compare_with_theory(run("rmsprop", n=2000, steps=3, sample_size=100))
