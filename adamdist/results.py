@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
+import secrets
+import socket
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -235,8 +239,15 @@ class UpdateStats:
     def save(self, path) -> None:
         """Write to one ``.npz`` file (arrays plus JSON metadata), atomically.
 
-        The data go to a temporary file in the same folder which is then
-        renamed over ``path``, so a crash never leaves a truncated file.
+        The data go to a temporary file ``.tmp-<pid>@<host>.<random>.npz`` in
+        the same folder which is then renamed over ``path``, so a crash never
+        leaves a truncated file. The file gets the permissions the umask gives
+        any new file (``0644`` under umask ``022``).
+
+        Each save also removes the temporary files that killed saves left in
+        the folder: those whose name carries this host and the id of a process
+        that no longer runs. The temporary file of a save still running in
+        another process, or on another host sharing the folder, is kept.
         """
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
@@ -252,7 +263,7 @@ class UpdateStats:
         payload["sample_names_json"] = np.array(json.dumps(sample_names))
         for i, n in enumerate(sample_names):
             payload[f"sample_{i}"] = self.samples[n]
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+        fd, tmp = _create_temporary(folder)
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez_compressed(fh, **payload)
@@ -263,22 +274,138 @@ class UpdateStats:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        _remove_stale_temporaries(folder)
+
+
+_TEMPORARY = re.compile(r"\.tmp-(?P<pid>\d+)@(?P<host>.+)\.[0-9a-f]{16}\.npz")
+
+
+def _create_temporary(folder: str) -> tuple[int, str]:
+    """Create a new temporary file in ``folder`` named after this process; return ``(fd, path)``."""
+    while True:
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(8)}.npz")
+        try:
+            # mode 0o666 as for any new file: the kernel applies the umask (mkstemp's 0600 would not)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only probes; PermissionError means another user's live process
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Remove the temporary files of this host's saves whose process is gone."""
+    if os.name != "posix":  # elsewhere os.kill(pid, 0) would end the process instead of probing it
+        return
+    host = socket.gethostname()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match and match["host"] == host and not _process_exists(int(match["pid"])):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:  # removed by another save meanwhile, or not ours to remove: the save itself succeeded
+                pass
+
+
+_NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries, an empty zip
 
 
 def load(path) -> UpdateStats:
-    """Read an :class:`UpdateStats` written by :meth:`UpdateStats.save`."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        version = int(data["format_version"])
-        if version != _FORMAT_VERSION:
-            raise ValueError(f"{path} has format version {version}; this adamdist reads version {_FORMAT_VERSION}")
-        sample_names = json.loads(str(data["sample_names_json"]))
-        return UpdateStats(
-            steps=data["steps"], names=tuple(json.loads(str(data["names_json"]))), edges=data["edges"],
-            samples={n: data[f"sample_{i}"] for i, n in enumerate(sample_names)},
-            metadata=json.loads(str(data["metadata_json"])),
-            no_grad=data["no_grad"] if "no_grad" in data.files else None,  # files from before the flag: none
-            **{f: data[f] for f in _ARRAY_FIELDS},
-        )
+    """Read an :class:`UpdateStats` written by :meth:`UpdateStats.save`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (other errors opening it keep their
+        ``OSError`` as well).
+    ValueError
+        Naming ``path`` and what is wrong if the file is truncated, corrupted,
+        from another adamdist format version, or not a file ``save`` wrote
+        (another ``.npz``, pickled objects, missing entries, bad JSON, wrong
+        shapes). Pickled data are never unpickled.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        try:
+            if fh.read(4) not in _NPZ_MAGIC:
+                raise ValueError("it is not an .npz (zip) file")
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as data:
+                return _from_npz(data)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            raise ValueError(f"{path} is truncated or corrupted ({exc})") from exc
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path} cannot be read as an UpdateStats result: {exc}") from exc
+
+
+def _from_npz(data) -> UpdateStats:
+    version = _numbers(data, "format_version")
+    if version.ndim or version.dtype.kind not in "iu":
+        raise ValueError(f"its 'format_version' entry must be one integer, got {version!r}")
+    if int(version) != _FORMAT_VERSION:
+        raise ValueError(f"it has format version {int(version)}; this adamdist reads version {_FORMAT_VERSION}")
+    sample_names = _names(data, "sample_names_json")
+    metadata = _json(data, "metadata_json")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"its 'metadata_json' entry must be a JSON object, got {type(metadata).__name__}")
+    return UpdateStats(
+        steps=_numbers(data, "steps"), names=_names(data, "names_json"), edges=_numbers(data, "edges"),
+        samples={n: _numbers(data, f"sample_{i}") for i, n in enumerate(sample_names)}, metadata=metadata,
+        no_grad=_entry(data, "no_grad") if "no_grad" in data.files else None,  # files from before the flag: none
+        **{f: _numbers(data, f) for f in _ARRAY_FIELDS},
+    )
+
+
+def _entry(data, key: str) -> np.ndarray:
+    """One array of an open ``.npz``, refusing pickled objects by their header rather than by numpy's error."""
+    member_name = f"{key}.npy"
+    if member_name not in data.zip.namelist():
+        raise ValueError(f"it has no {key!r} entry")
+    with data.zip.open(member_name) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):  # what numpy writes for plain arrays
+            raise ValueError(f"its {key!r} entry has .npy format version {version}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        dtype = read_header(member)[2]
+    if dtype.hasobject:
+        raise ValueError(f"its {key!r} entry holds pickled Python objects, which save never writes and load never runs")
+    return data[key]
+
+
+def _numbers(data, key: str) -> np.ndarray:
+    arr = _entry(data, key)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"its {key!r} entry must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _json(data, key: str):
+    arr = _entry(data, key)
+    if arr.ndim or arr.dtype.kind != "U":
+        raise ValueError(f"its {key!r} entry must be one JSON text, got dtype {arr.dtype} shape {arr.shape}")
+    try:
+        return json.loads(str(arr))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"its {key!r} entry is not valid JSON ({exc})") from None
+
+
+def _names(data, key: str) -> tuple:
+    names = _json(data, key)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"its {key!r} entry must be a JSON list of strings, got {names!r:.80}")
+    return tuple(names)
 
 
 def ks_distance(sample, cdf: Callable) -> float:

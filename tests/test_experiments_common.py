@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -50,3 +51,50 @@ def test_profile(monkeypatch):
     monkeypatch.setenv("ADAMDIST_PROFILE", "fast")
     with pytest.raises(ValueError, match="ADAMDIST_PROFILE"):
         profile()
+
+
+def test_corrupt_cache_file_is_moved_aside_and_recomputed(tmp_path):
+    calls = []
+
+    def compute(v):
+        calls.append(v)
+        return _stats(v)
+
+    cached(_Cfg(), lambda: compute(1.0), folder=tmp_path)
+    (path,) = tmp_path.iterdir()
+    damaged = path.read_bytes()[:40]
+    path.write_bytes(damaged)  # a run killed while copying the cache, a full disk, ...
+    with pytest.warns(RuntimeWarning, match=rf"{re.escape(str(path))}.*moved it to .*{re.escape(path.name)}\.corrupt-"):
+        again = cached(_Cfg(), lambda: compute(2.0), folder=tmp_path)
+    assert calls == [1.0, 2.0] and again.mean[0, 0] == 2.0
+    (aside,) = [p for p in tmp_path.iterdir() if p != path]
+    assert aside.name.startswith(f"{path.name}.corrupt-") and aside.read_bytes() == damaged
+    assert cached(_Cfg(), lambda: compute(3.0), folder=tmp_path).mean[0, 0] == 2.0 and calls == [1.0, 2.0]
+
+
+def test_unwritable_cache_warns_and_returns_the_result(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file")
+    with pytest.warns(RuntimeWarning, match=rf"{re.escape(str(blocker / 'cache'))} \(Not a directory\).*not cached"):
+        assert cached(_Cfg(), lambda: _stats(1.0), folder=blocker / "cache").mean[0, 0] == 1.0
+    monkeypatch.setenv("ADAMDIST_CACHE", str(blocker))
+    not_a_folder = rf"{re.escape(str(blocker))} \(it is a file, not a folder\).*ADAMDIST_CACHE"
+    with pytest.warns(RuntimeWarning, match=not_a_folder):
+        assert cached(_Cfg(), lambda: _stats(2.0)).mean[0, 0] == 2.0
+    assert blocker.read_text() == "a regular file"
+
+
+def test_read_only_cache_warns_and_returns_the_result(tmp_path, monkeypatch):
+    import os
+
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.warns(RuntimeWarning, match=rf"{re.escape(str(tmp_path))} \(Permission denied\)"):
+        assert cached(_Cfg(), lambda: _stats(1.0), folder=tmp_path).mean[0, 0] == 1.0
+    assert list(tmp_path.iterdir()) == []

@@ -1,3 +1,10 @@
+import os
+import signal
+import stat
+import subprocess
+import sys
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -341,3 +348,133 @@ def test_device_batch_launches_the_same_operations_for_any_number_of_tensors():
         for i, chunk in enumerate(values.split(sizes)):  # and the rows are each tensor's own
             np.testing.assert_allclose(acc.result().var[0, i], chunk.double().var(unbiased=False).item(), rtol=1e-12)
     assert counts[0] == counts[1] == counts[2] < 60
+
+
+def _saved_payload(tmp_path):
+    """A good file's entries, to build damaged variants from."""
+    stats = _accumulate([[torch.ones(3), torch.ones(3)]], default_edges())
+    good = tmp_path / "good.npz"
+    stats.save(good)
+    with np.load(good) as data:
+        return good, {k: data[k] for k in data.files}
+
+
+def _write_npz(path, payload):
+    with open(path, "wb") as fh:
+        np.savez(fh, **payload)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped_bytes", "empty", "text", "npy", "random_npz", "plain_zip",
+                                    "object_array", "missing_key", "bad_json", "names_not_a_list",
+                                    "wrong_shape", "text_counts", "version_not_a_number"])
+def test_load_rejects_damaged_or_foreign_files(tmp_path, damage):
+    good, payload = _saved_payload(tmp_path)
+    path = tmp_path / "bad.npz"
+    raw = good.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flipped_bytes":
+        mid = len(raw) // 3
+        path.write_bytes(raw[:mid] + bytes(b ^ 0xFF for b in raw[mid:mid + 64]) + raw[mid + 64:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "text":
+        path.write_text("steps,mean\n1,0.5\n")
+    elif damage == "npy":
+        with open(path, "wb") as fh:
+            np.save(fh, np.arange(3))
+    elif damage == "plain_zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("format_version", "1")
+    elif damage == "random_npz":
+        _write_npz(path, {"x": np.random.default_rng(0).normal(size=10)})
+    else:
+        if damage == "object_array":
+            payload["mean"] = np.array([[{"a": 1}, None]], dtype=object)
+        elif damage == "missing_key":
+            del payload["hist"]
+        elif damage == "bad_json":
+            payload["metadata_json"] = np.array("{not json")
+        elif damage == "names_not_a_list":
+            payload["names_json"] = np.array('{"a": 1}')
+        elif damage == "wrong_shape":
+            payload["mean"] = np.zeros((5, 7))
+        elif damage == "text_counts":
+            payload["count"] = np.full(payload["count"].shape, "x")
+        elif damage == "version_not_a_number":
+            payload["format_version"] = np.array("one")
+        _write_npz(path, payload)
+    with pytest.raises(ValueError) as info:
+        load(path)
+    assert type(info.value) is ValueError  # not JSONDecodeError, nor numpy's own errors
+    message = str(info.value)
+    assert str(path) in message and "allow_pickle" not in message
+
+
+def test_load_of_a_missing_file_stays_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "nothing.npz")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_file_gets_the_umask_permissions(tmp_path, umask, mode):
+    stats = _accumulate([[torch.ones(3), torch.ones(3)]], default_edges())
+    old = os.umask(umask)
+    try:
+        stats.save(tmp_path / "stats.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "stats.npz").stat().st_mode) == mode
+
+
+_SAVE_IN_CHILD = """
+import os, signal, sys
+import numpy as np
+from adamdist.results import UpdateStats
+
+z = np.zeros((1, 1))
+stats = UpdateStats(steps=[1], names=["w"], edges=[0.0, 1.0], count=z, mean=z, var=z, abs_var=z, skew=z,
+                    nonfinite=z, hist=np.zeros((1, 1, 1)), underflow=z, overflow=z)
+real = np.savez_compressed
+
+def halfway(fh, **payload):
+    fh.write(b"PK partial")
+    fh.flush()
+    if sys.argv[1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("writing", flush=True)
+    sys.stdin.readline()  # the parent says when to finish
+    fh.seek(0)
+    fh.truncate()
+    real(fh, **payload)
+
+np.savez_compressed = halfway
+stats.save(sys.argv[2])
+"""
+
+
+def test_save_cleans_up_temporaries_of_killed_saves(tmp_path):
+    child = subprocess.run([sys.executable, "-c", _SAVE_IN_CHILD, "kill", str(tmp_path / "child.npz")],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # the killed save's leftover
+    _accumulate([[torch.ones(3), torch.ones(3)]], default_edges()).save(tmp_path / "stats.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.npz"]
+
+
+def test_save_keeps_the_temporary_of_a_save_still_running(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", _SAVE_IN_CHILD, "wait", str(tmp_path / "child.npz")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n", child.stderr.read()
+        _accumulate([[torch.ones(3), torch.ones(3)]], default_edges()).save(tmp_path / "stats.npz")
+        assert len([p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]) == 1
+        child.stdin.write("\n")
+        child.stdin.close()
+        assert child.wait(timeout=120) == 0, child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["child.npz", "stats.npz"]
+    assert load(tmp_path / "child.npz").names == ("w",)

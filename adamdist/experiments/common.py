@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -61,13 +63,45 @@ def cached(config, compute: Callable[[], UpdateStats], folder=None) -> UpdateSta
     The file name is the config's hash, so a changed config recomputes and an
     unchanged one loads. Writing is atomic (:meth:`UpdateStats.save`): an
     interrupted run leaves no half-written result behind.
+
+    Nothing a damaged or unwritable cache does loses a run:
+
+    * a cache file that cannot be read (truncated, corrupted, from another
+      format version) is moved aside to ``<name>.corrupt-<timestamp>`` in the
+      same folder, with a ``RuntimeWarning`` naming both files, and the result
+      is recomputed;
+    * if the result cannot be written (a read-only folder, ``ADAMDIST_CACHE``
+      or ``folder`` naming a file, a full disk), a ``RuntimeWarning`` names the
+      folder and the reason and the computed result is returned uncached.
     """
+    hint = "set ADAMDIST_CACHE to a writable folder" if folder is None else "pass a writable folder"
     folder = cache_dir() if folder is None else Path(folder)
     path = folder / f"{type(config).__name__}-{config_hash(config)}.npz"
     if path.exists():
-        return load(path)
+        try:
+            return load(path)
+        except ValueError as exc:
+            _set_aside(path, exc)
     result = compute()
     if not isinstance(result, UpdateStats):
         raise TypeError(f"compute must return UpdateStats, got {type(result).__name__}")
-    result.save(path)
+    try:
+        result.save(path)
+    except OSError as exc:
+        reason = "it is a file, not a folder" if folder.exists() and not folder.is_dir() else exc.strerror or exc
+        warnings.warn(f"could not write to the experiment cache {folder} ({reason}): the result is returned but "
+                      f"not cached; {hint}", RuntimeWarning, stacklevel=2)
     return result
+
+
+def _set_aside(path: Path, problem: ValueError) -> None:
+    """Move an unreadable cache file out of the way, keeping it for inspection."""
+    aside = path.with_name(f"{path.name}.corrupt-{datetime.now():%Y%m%dT%H%M%S%f}")
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        done = f"could not move it aside ({exc.strerror or exc})"
+    else:
+        done = f"moved it to {aside}"
+    warnings.warn(f"ignoring an unreadable cache file: {problem}; {done}; recomputing the result",
+                  RuntimeWarning, stacklevel=3)
