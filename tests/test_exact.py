@@ -458,3 +458,52 @@ def test_rvs_random_state_is_checked(law, random_state, error, words):
 def test_rvs_too_many_draws_for_memory_are_refused():
     said = _refusal_in_a_child("exact.update_distribution(5).rvs(size=10**12)")
     assert re.search(r"draws of 5 gradients needs about .* GiB.*reduce size", said), said
+
+
+# -- tabulate: the table's error bound against direct evaluation -------------------------------
+_TABULATED = [
+    dict(t=2, beta1=0.0, beta2=0.999),
+    dict(t=15, beta1=0.0, beta2=0.999),
+    dict(t=100, beta1=0.0, beta2=0.999),
+    dict(t=30, beta1=0.0, beta2=1.0),
+    dict(t=12, beta1=0.9, beta2=0.999),
+    dict(t=40, beta1=0.0, beta2=0.999, sigma=np.exp(np.random.default_rng(3).normal(0.0, 0.8, 40))),
+]
+
+
+@pytest.mark.parametrize("case", _TABULATED, ids=lambda c: f"t{c['t']}-b1{c['beta1']}-b2{c['beta2']}"
+                         + ("-sigma" if "sigma" in c else ""))
+@pytest.mark.parametrize("tol", [1e-3, 1e-4])
+def test_tabulate_error_bound_holds_on_a_dense_grid(case, tol):
+    law = update_distribution(**case)
+    table = exact.tabulate(law, tol=tol)
+    assert table.error_bound <= tol
+    lo, hi = law.support
+    x = np.linspace(lo, hi, 1501)[1:-1]
+    err = np.abs(np.asarray(table.cdf(x)) - np.asarray(law.cdf(x))).max()
+    assert err <= table.error_bound
+    assert table.var() == pytest.approx(law.var(), rel=20 * tol)
+    assert np.diff(table.cdf(x)).min() >= -1e-14  # monotone up to rounding
+    assert table.cdf(lo - 1.0) == 0.0 and table.cdf(hi) == 1.0
+
+
+def test_tabulate_closed_form_and_scipy_laws():
+    from adamdist import theory
+
+    law = theory.update_distribution(9)  # Theorem 1's scipy law: support is a method there
+    table = exact.tabulate(law, tol=1e-5)
+    x = np.linspace(-2.9, 2.9, 301)
+    assert np.abs(table.cdf(x) - closed_form_cdf(9, x)).max() <= table.error_bound
+
+
+def test_tabulate_rejects_what_it_cannot_tabulate():
+    with pytest.raises(ValueError, match="two-point"):
+        exact.tabulate(update_distribution(1))
+    with pytest.raises(ValueError, match="finite support"):
+        exact.tabulate(update_distribution(5, beta1=0.9, beta2=0.0))
+    with pytest.raises(ValueError, match="tol"):
+        exact.tabulate(update_distribution(5), tol=0.0)
+    with pytest.raises(ValueError, match="max_nodes"):
+        exact.tabulate(update_distribution(50), tol=1e-9, max_nodes=40)
+    with pytest.raises(TypeError, match="start_nodes"):
+        exact.tabulate(update_distribution(5), start_nodes=7.5)
