@@ -57,6 +57,10 @@ __all__ = [
     "holds_through",
     "common_step_share",
     "mode_count",
+    "CLAIM_COLUMNS",
+    "claim",
+    "claims_table",
+    "grade",
 ]
 
 #: Level of the Benjamini-Hochberg correction over all (step, tensor) tests of a run.
@@ -402,3 +406,64 @@ def mode_count(sample, law=None, bins=60, drop_zeros=True, min_prominence=0.1) -
             continue
         kept.append(k)
     return len(kept)
+
+
+#: Columns of a verdict table, in order.
+CLAIM_COLUMNS = ("claim", "paper", "measured", "setting", "verdict", "section")
+
+
+def claim(claim, paper, measured, setting, verdict, section=""):
+    """One row of a verdict table: the paper's claim in the book's words and what the runs say.
+
+    Parameters
+    ----------
+    claim : str
+        The claim, in the book's words.
+    paper : str
+        Where the paper makes it (section, figure or equation).
+    measured : str
+        The measured number(s) behind the verdict, as text (computed by the caller).
+    setting : str
+        Steps, batch, seeds, ... of the runs measured.
+    verdict : str
+        One of :data:`VERDICTS`, decided by a rule the caller states.
+    section : str
+        Link target in the book (a MyST target or ``chapter#anchor``), may be empty.
+    """
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    for key, value in dict(claim=claim, paper=paper, measured=measured, setting=setting).items():
+        if not isinstance(value, str) or not value.strip():
+            raise TypeError(f"{key} must be a non-empty string, got {value!r}")
+    return dict(claim=claim, paper=paper, measured=measured, setting=setting, verdict=verdict, section=section)
+
+
+def claims_table(rows) -> pd.DataFrame:
+    """A verdict table (one row per :func:`claim`), columns :data:`CLAIM_COLUMNS`."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("claims_table needs at least one claim")
+    return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
+
+
+def grade(value, supported, partly, higher_is_better=True):
+    """Map a measured number onto :data:`VERDICTS` with two stated thresholds.
+
+    ``supported`` if ``value`` reaches ``supported``, ``partly supported`` if it
+    reaches ``partly``, else ``contradicted`` (reversed with
+    ``higher_is_better=False``); NaN gives ``not testable here``.
+
+    Examples
+    --------
+    >>> grade(0.95, 0.9, 0.5), grade(0.6, 0.9, 0.5), grade(0.1, 0.9, 0.5)
+    ('supported', 'partly supported', 'contradicted')
+    """
+    value = float(value)
+    if math.isnan(value):
+        return "not testable here"
+    sign = 1.0 if higher_is_better else -1.0
+    if sign * value >= sign * supported:
+        return "supported"
+    if sign * value >= sign * partly:
+        return "partly supported"
+    return "contradicted"

@@ -138,3 +138,17 @@ def test_law_test_checks_its_input():
         verdict.law_test(run.select(steps=[2, 3]))
     with pytest.raises(ValueError, match="beta2"):
         verdict.law_test(UpdateStats(**{**run.__dict__, "metadata": {}}))
+
+
+def test_claim_rows_and_grades():
+    row = verdict.claim("the law holds", "section 5", "holds through m = 4", "100 steps", "partly supported")
+    table = verdict.claims_table([row])
+    assert list(table.columns) == list(verdict.CLAIM_COLUMNS)
+    with pytest.raises(ValueError, match="verdict"):
+        verdict.claim("x", "y", "z", "w", "true")
+    with pytest.raises(TypeError, match="measured"):
+        verdict.claim("x", "y", "", "w", "supported")
+    assert verdict.grade(float("nan"), 1, 0) == "not testable here"
+    assert verdict.grade(0.2, 0.1, 0.5, higher_is_better=False) == "partly supported"
+    assert verdict.grade(0.05, 0.1, 0.5, higher_is_better=False) == "supported"
+    assert verdict.grade(0.7, 0.1, 0.5, higher_is_better=False) == "contradicted"
