@@ -370,42 +370,41 @@ def common_step_share(frame: pd.DataFrame, column="var_ratio") -> float:
     return float(np.sum(step_mean ** 2) / total) if total > 0 else math.nan
 
 
-def mode_count(sample, law=None, bins=60, drop_zeros=True, min_prominence=0.1) -> int:
-    r"""Number of modes of a sample's histogram, or of a law's density.
+def mode_count(sample=None, law=None, bins=40, drop_zeros=True) -> int:
+    r"""Number of modes of a sample's histogram or of a law's density, by one rule.
 
-    The histogram (``bins`` equal bins over the sample's 0.5%-99.5% range) is
-    smoothed with a 3-bin moving average; a mode is a local maximum higher by
-    ``min_prominence`` (relative to the highest bin) than the lowest point
-    between it and each neighbouring mode. Exact zeros are dropped first by
-    default: they are coordinates without gradient, not updates the law
-    describes. With ``law`` (anything with ``pdf``; ``sample`` then ignored)
-    the same rule runs on the law's density on a fine grid.
+    The rule is :func:`adamdist.simulate.count_modes` (a peak counts when its
+    prominence is a visible share of the tallest bin and beyond the Poisson
+    noise of the counts). A sample is binned into ``bins`` equal bins over its
+    range, after dropping exact zeros by default (coordinates without a
+    gradient, which the Gaussian laws do not have). A ``law`` (anything with
+    ``pdf`` and a finite support; ``sample`` is then ignored) is evaluated at
+    ``8 * bins`` points across its support and counted as a noise-free
+    histogram, so the law's own transition is located with the same rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> mode_count(np.concatenate([rng.normal(-3, 0.5, 3000), rng.normal(3, 0.5, 3000)]))
+    2
     """
+    from .simulate import count_modes
+
     if law is not None:
         support = law.support() if callable(law.support) else law.support
-        lo, hi = support
-        x = np.linspace(lo, hi, 4 * bins + 2)[1:-1]
+        x = np.linspace(support[0], support[1], 8 * bins + 2)[1:-1]
         y = np.asarray(law.pdf(x), dtype=np.float64)
-    else:
-        x = _finite_sample(sample)
-        if drop_zeros:
-            x = x[x != 0]
-        if x.size < 10:
-            raise ValueError("mode_count needs at least 10 non-zero values")
-        lo, hi = np.quantile(x, [0.005, 0.995])
-        y, _ = np.histogram(x, bins=bins, range=(lo, hi))
-        y = np.convolve(y.astype(float), np.ones(3) / 3, mode="same")
-    y = y / y.max()
-    peaks = [k for k in range(len(y)) if (k == 0 or y[k] > y[k - 1]) and (k == len(y) - 1 or y[k] >= y[k + 1])]
-    # merge peaks that are not separated by a dip of min_prominence
-    kept = []
-    for k in peaks:
-        if kept and y[kept[-1]: k + 1].min() > min(y[kept[-1]], y[k]) - min_prominence:
-            if y[k] > y[kept[-1]]:
-                kept[-1] = k
-            continue
-        kept.append(k)
-    return len(kept)
+        if not np.isfinite(y).all() or y.max() <= 0:
+            raise ValueError("mode_count: the law's density is not finite and positive on its support")
+        return count_modes(y / y.max() * 1e12)
+    x = _finite_sample(sample)
+    if drop_zeros:
+        x = x[x != 0]
+    if x.size < 10:
+        raise ValueError(f"mode_count needs at least 10 values (non-zero ones with drop_zeros), got {x.size}")
+    hist, _ = np.histogram(x, bins=bins)
+    return count_modes(hist)
 
 
 #: Columns of a verdict table, in order.
