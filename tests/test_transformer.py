@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -343,3 +344,117 @@ def test_eps_placement_table_separates_the_two_adams():
     assert (zeroed.share_zero == 0.25).all() and (zeroed.share_near_eps >= 0.25).all()
     large = tx.eps_placement_table(_grad_stats(g * 1e6), 0.9, 0.98, eps=1e-8)
     assert (large.share_differs <= table.share_differs).all() and large.share_differs[0] < table.share_differs[0]
+
+
+# -- the chapter's verdicts ------------------------------------------------------------------------------
+def test_update_bound_formula_and_that_adam_respects_it():
+    assert tx.update_bound(1, 0.9, 0.98) == pytest.approx(1.0)
+    for t in (2, 5, 20):
+        assert tx.update_bound(t, 0.0, 0.98) ** 2 == pytest.approx((1 - 0.98 ** t) / 0.02)
+    # a growing bound with momentum, finite because beta1**2 < beta2
+    b = [tx.update_bound(t, 0.9, 0.98) for t in range(1, 30)]
+    assert all(np.diff(b) > 0) and b[-1] < 0.1 / math.sqrt(0.02) / (1 - 0.9 / math.sqrt(0.98))
+    # Adam (eps = 0) on gradients built to be adversarial: large once, then tiny, or Cauchy noise
+    rng = np.random.default_rng(0)
+    g = np.concatenate([rng.standard_cauchy((12, 500)),
+                        np.where(np.arange(12)[:, None] == 0, 1.0, 1e-6) * np.ones((12, 500))], axis=1)
+    for b1 in (0.0, 0.9):
+        m = v = 0.0
+        for t in range(1, 13):
+            m = b1 * m + (1 - b1) * g[t - 1]
+            v = 0.98 * v + 0.02 * g[t - 1] ** 2
+            u = (m / (1 - b1 ** t)) / np.sqrt(v / (1 - 0.98 ** t))
+            assert np.abs(u).max() <= tx.update_bound(t, b1, 0.98) * (1 + 1e-12)
+    for bad in ((0, 0.9, 0.98), (2, 1.0, 0.98), (2, 0.9, 1.0), (1.5, 0.9, 0.98)):
+        with pytest.raises(ValueError):
+            tx.update_bound(*bad)
+
+
+def test_replay_table_stays_within_the_bound():
+    rng = np.random.default_rng(2)
+    g = _grad_stats(rng.standard_t(1.5, size=(8, 400)))
+    table = tx.replay_table(g, g, 0.9, 0.98, 1e-8, optimizer="fairseq_adam")
+    assert table.step.tolist() == list(range(1, 9)) and set(table.name) == {"w"}
+    assert (table.var_exact <= table.bound).all() and (table.max_abs_exact ** 2 <= table.bound).all()
+    assert table.bound.iloc[0] == pytest.approx(1.0)
+    assert list(tx.replay_modes(g, g, 0.9, 0.98, optimizer="fairseq_adam").columns) == [
+        "name", "kind", "step", "modes_captured", "modes_exact"]
+
+
+def _evidence(good: bool):
+    """Synthetic inputs of claims(): every claim supported (good) or every claim contradicted."""
+    steps = np.arange(1, 11)
+    rows = []
+    for run in ("theory", "fairseq"):
+        for name in ("a.fc1.weight", "b.layer_norm.weight"):
+            for m in steps:
+                bound = tx.update_bound(int(m), 0.0 if run == "theory" else 0.9, 0.98) ** 2
+                rows.append({"run": run, "name": name, "kind": tx.layer_kind(name), "step": int(m),
+                             "modes_captured": 5, "modes_exact": 5 if good else 1,
+                             "var_tensor": 1.42 if m == 1 else 0.9, "var_captured": 1.42 if m == 1 else 0.9,
+                             "var_exact": (0.99 if m == 1 else 0.9) if good else 2 * bound, "bound": bound})
+    replay = pd.DataFrame(rows)
+    shares = pd.concat([pd.DataFrame({"run": run, "step": steps, "share_not_rejected": 0.95 if good else 0.1,
+                                      "var_ratio_median": 1.05 if good else 0.05}) for run in ("theory", "fairseq")])
+    hyp_rows = []
+    for name in ("a.fc1.weight", "b.layer_norm.weight"):
+        for model, within, mean_ks in ((tx.PAPER_MODEL, 9 if good else 1, 0.02 if good else 0.3),
+                                       (tx.MEMORY_MODEL, 10 if good else 0, 0.01 if good else 0.5),
+                                       (tx.MARGINAL_MODEL, 2, 0.3)):
+            for reference in (tx.EXACT, tx.CAPTURED):
+                hyp_rows.append({"reference": reference, "name": name, "model": model, "mean_ks": mean_ks,
+                                 "steps_within_band": within, "steps": 10})
+    return dict(replay=replay, law_shares=shares, hypothesis=pd.DataFrame(hyp_rows), layer="a.fc1.weight",
+                setting="synthetic")
+
+
+
+def test_claims_supported_case():
+    from adamdist.verdict import CLAIM_COLUMNS, VERDICTS, claims_table
+
+    rows = tx.claims(**_evidence(True), extra="ignored")
+    table = claims_table(rows)
+    assert list(table.columns) == list(CLAIM_COLUMNS) and len(table) == 6
+    assert table.verdict.tolist() == ["supported"] * 6 and set(table.verdict) <= set(VERDICTS)
+    assert all(s.startswith(tx.SECTION) for s in table.section)
+    assert all("rule:" in m for m in table.measured)
+    # the step-1 excess over B_1^2 = 1 is float32's, not Adam's: named in the row and not held against the claim
+    assert "float32 rounding" in table.measured[0] and "1.42" in table.measured[0]
+    assert "a.fc1.weight: up to 5 modes as captured, 5 replayed" in table.measured[3]
+
+
+def test_claims_contradicted_case():
+    table = pd.DataFrame(tx.claims(**_evidence(False)))
+    assert table.verdict.tolist() == ["contradicted"] * 6
+    assert "'fairseq' 2 → 0 of 2" in table.measured[3]
+    assert "for 0 of 2 tensors" in table.measured[4]
+
+
+def test_claims_partly_supported_case():
+    ev = _evidence(True)
+    shares = ev["law_shares"]
+    shares.loc[(shares.run == "theory") & (shares.step > 6), "share_not_rejected"] = 0.1  # holds at 60% of steps
+    replay = ev["replay"]
+    replay.loc[(replay.name == "b.layer_norm.weight") & (replay.run == "fairseq"), "modes_exact"] = 1
+    replay.loc[(replay.name == "a.fc1.weight") & (replay.run == "fairseq"), "modes_captured"] = 5
+    extra = replay[replay.name == "a.fc1.weight"].assign(name="c.fc2.weight", modes_exact=1)
+    ev["replay"] = pd.concat([replay, extra], ignore_index=True)  # 3 captured many-peaked, 1 of them replayed
+    table = pd.DataFrame(tx.claims(**ev))
+    assert table.verdict[2] == "partly supported" and "at 60% of steps" in table.measured[2]
+    assert table.verdict[3] == "partly supported"
+
+
+def test_claims_checks_its_inputs():
+    ev = _evidence(True)
+    with pytest.raises(ValueError, match="replay must be a DataFrame"):
+        tx.claims(**{**ev, "replay": ev["replay"].drop(columns="var_exact")})
+    with pytest.raises(ValueError, match="law_shares has no rows"):
+        tx.claims(**{**ev, "law_shares": ev["law_shares"].iloc[:0]})
+    with pytest.raises(ValueError, match="run"):
+        tx.claims(**{**ev, "law_shares": ev["law_shares"][ev["law_shares"].run == "theory"]})
+    with pytest.raises(ValueError, match="bootstrap"):
+        tx.claims(**{**ev, "hypothesis": ev["hypothesis"][ev["hypothesis"].model != tx.MARGINAL_MODEL]})
+    with pytest.raises(ValueError, match="many"):
+        tx.claims(**ev, many=1)
+    with pytest.raises(ValueError, match="hypothesis must be a DataFrame"):
+        tx.claims(**{**ev, "hypothesis": "not a frame"})
