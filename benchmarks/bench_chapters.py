@@ -1,6 +1,7 @@
 """Execution time of chapter notebooks, as the book build runs them (by hand, not in CI).
 
     python benchmarks/bench_chapters.py                       # the vision chapters, cold cache
+    python benchmarks/bench_chapters.py --all                 # every chapter in the book's order
     python benchmarks/bench_chapters.py book/06_cifar10.md --top 5
     ADAMDIST_PROFILE=paper python benchmarks/bench_chapters.py --warm-cache .adamdist_cache
 
@@ -73,11 +74,23 @@ def training_runs(cache: Path) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("chapters", nargs="*", default=list(DEFAULT_CHAPTERS), help="MyST notebooks to run")
+    parser.add_argument("chapters", nargs="*", help=f"MyST notebooks to run (default: {', '.join(DEFAULT_CHAPTERS)})")
+    parser.add_argument("--all", action="store_true",
+                        help="every executable chapter of _toc.yml, in its order, in one cache (as the build)")
     parser.add_argument("--warm-cache", metavar="DIR", help="use this result cache instead of an empty one")
     parser.add_argument("--top", type=int, default=3, help="slowest cells listed per chapter")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
+    if args.all and args.chapters:
+        parser.error("give chapters or --all, not both")
+    if args.all:
+        sys.path.insert(0, str(ROOT / "_ext"))
+        import bookinfo
+
+        notebooks = {p.resolve() for p in bookinfo.chapter_sources(ROOT)}
+        args.chapters = [f + ".md" for f in bookinfo.toc_files(ROOT) if (ROOT / (f + ".md")).resolve() in notebooks]
+    elif not args.chapters:
+        args.chapters = list(DEFAULT_CHAPTERS)
 
     cache = Path(args.warm_cache) if args.warm_cache else Path(tempfile.mkdtemp(prefix="adamdist-bench-"))
     os.environ["ADAMDIST_CACHE"] = str(cache.resolve())
@@ -90,13 +103,18 @@ def main(argv=None) -> int:
     except OSError:
         pass
     grand = 0.0
+    per_chapter = []
     for chapter in args.chapters:
         path = (ROOT / chapter).resolve()
         total, cells = execute(path, args.timeout)
         grand += total
-        print(f"{chapter}: {total:7.1f} s")
+        per_chapter.append((chapter, total))
+        print(f"{chapter}: {total:7.1f} s", flush=True)
         for seconds, first in sorted(cells, reverse=True)[:args.top]:
             print(f"    {seconds:7.1f} s  {first}")
+    print("per chapter:")
+    for chapter, total in per_chapter:
+        print(f"    {total:7.1f} s  {total / grand:5.1%}  {chapter}")
     print(f"total: {grand:.1f} s ({grand / 60:.1f} min)")
     print("training runs (recorder included):")
     for line in training_runs(cache):

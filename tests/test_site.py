@@ -204,9 +204,12 @@ class _LinksAndScripts(HTMLParser):
         self.links: list[str] = []
         self.colab_badges: list[str] = []
         self.scripts: list[dict] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
         if tag == "a" and a.get("href"):
             self.links.append(a["href"])
             if "adamdist-colab-badge" in (a.get("class") or "").split():
@@ -231,6 +234,24 @@ def test_no_widget_state_or_requirejs(site):
         if "application/vnd.jupyter.widget-state+json" in text or "widget-view+json" in text:
             bad.append(f"{page.relative_to(site)}: carries ipywidgets state (use plain tqdm)")
     assert not bad, "\n".join(bad)
+
+
+def test_links_between_pages_reach_their_target(site):
+    """Every link from one page of the site to another (and to a section of it) lands on an existing
+    page and an existing id: the summary page's links into the chapters are made by code, from heading ids."""
+    parsed = {page: _parse(page) for page in PAGES}
+    bad = []
+    for page, content in parsed.items():
+        for href in content.links:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or not parts.path.endswith(".html"):
+                continue
+            target = (page.parent / parts.path).resolve()
+            if target not in parsed:
+                bad.append(f"{page.relative_to(site)}: {href} opens no page of the site")
+            elif parts.fragment and parts.fragment not in parsed[target].ids:
+                bad.append(f"{page.relative_to(site)}: {href} has no #{parts.fragment} on {target.relative_to(site)}")
+    assert not bad, "\n".join(sorted(set(bad)))
 
 
 def test_colab_links_open_existing_notebooks(site):

@@ -37,7 +37,13 @@ def test_profiles():
     quick, paper = ex.cifar_config("densenet121", "quick"), ex.cifar_config("densenet121", "paper")
     assert (quick.steps, quick.batch_size) == (20, ex.QUICK_BATCH["densenet121"])
     assert (paper.steps, paper.batch_size) == (100, 128)
+    # the paper's horizon claims need 100 steps of RegNetX and MNIST in the default build
+    assert (ex.cifar_config("regnetx_200mf", "quick").steps, ex.cifar_config("regnetx_200mf", "quick").batch_size) \
+        == (100, 128)
+    assert (ex.mnist_config("quick").steps, ex.mnist_config("quick").batch_size) == (100, 128)
     assert ex.mnist_config("paper").batch_size == 128
+    assert all(ex.cifar_config(a, "quick").steps >= 20 for a in ex.APPENDIX_ARCHITECTURES)
+    assert all(ex.cifar_config(a, "paper").batch_size == 128 for a in ex.APPENDIX_ARCHITECTURES)
     assert ex.cifar_config("resnet18", "quick", seed=3).seed == 3
     with pytest.raises(ValueError):
         ex.cifar_config("resnet18", "fast")
@@ -97,6 +103,20 @@ def test_cifar_run_small(tmp_path, monkeypatch):
     assert np.isfinite(stats.var).all()
 
 
+def test_book_configs():
+    configs = ex.book_configs("quick")
+    assert set(ex.APPENDIX_ARCHITECTURES) <= set(configs)
+    assert {configs[f"regnetx_200mf/batch{b}"].batch_size for b in (16, 32, 64)} == {16, 32, 64}
+    # RegNetX's extra runs are at the paper's batch, the sweep aside
+    assert {configs[k].batch_size for k in ("regnetx_200mf", "regnetx_200mf/seed1", "regnetx_200mf/beta1=0.9")} == {128}
+    assert configs["regnetx_200mf/beta1=0.9"].beta1 == 0.9
+    assert {configs[f"regnetx_200mf/seed{s}"].seed for s in (1, 2)} == {1, 2}
+    assert all(c.steps >= 20 and c.batch_size in ex.BATCH_SWEEP["quick"] for c in configs.values())
+    assert ex.book_configs("paper")["regnetx_200mf/batch512"].batch_size == 512
+    assert len({config_hash(c) for c in configs.values()}) == len(configs)  # no run twice
+    assert all(c.steps == 100 for c in ex.book_configs("paper").values())
+
+
 def test_run_rejects_other_configs():
     with pytest.raises(TypeError):
         ex.run(object())
@@ -105,9 +125,6 @@ def test_run_rejects_other_configs():
 def test_summaries():
     import pandas as pd
 
-    summary = pd.DataFrame({"step": [1, 2, 3, 4], "ks_median": [0.01, 0.04, 0.06, 0.02]})
-    assert ex.breakdown_step(summary, 0.05) == 3
-    assert ex.breakdown_step(summary, 0.1) is None
     curves = ex.law_curves([1, 2, 3], 0.999, np.linspace(-2, 2, 41), cap=1.0)
     assert set(curves["step"]) == {2, 3}  # m = 1 is the two-point law: no density
     assert curves["density"].max() <= 1.0
