@@ -10,6 +10,7 @@ Needs the ``plots`` extra (``pip install "adamdist[plots]"``).
 from __future__ import annotations
 
 import json
+import textwrap
 import uuid
 from collections.abc import Sequence
 
@@ -17,10 +18,19 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-__all__ = ["use_book_renderer", "histogram_with_density", "line_chart"]
+__all__ = ["use_book_renderer", "fit_to_column", "glue", "rows_with", "line_chart", "band_chart", "ks_chart", "small_multiples",
+           "heat_map", "share_bars", "histogram_with_density", "histogram_grid", "histogram_panels", "update_histograms"]
 
 RENDERER = "adamdist_book"
 CHART_CLASS = "adamdist-chart"  # _ext/offline_assets.py adds the Vega bundle to pages with it
+#: Width in px of the book's main column at a 1280 px window (the sphinx-book-theme article is
+#: 688 px there); :func:`fit_to_column` lays every chart out within it.
+COLUMN_PX = 680
+# Space a view needs beyond its plot width: the y axis's labels and title, and the padding
+# (measured on the site's charts); and the gap between concatenated or faceted views.
+_AXIS_PX = 62
+_PANEL_AXIS_PX = 45  # a facet panel's own y axis (its labels are short, its title is the shared one's size)
+_GAP_PX = 20
 
 # On the book's site, vegaEmbed is a global from the site's own bundle (loaded before the
 # page body), so nothing is fetched. Elsewhere (Colab, Jupyter) the global is absent and the
@@ -72,7 +82,129 @@ def _script_json(obj) -> str:
     return json.dumps(obj).replace("</", "<\\/")
 
 
+def _drawn_width(view: dict, axis_px: float = _AXIS_PX) -> float:
+    """Estimated drawn width in px of a Vega-Lite (sub)spec, legends at the bottom."""
+    if "hconcat" in view:
+        return sum(_drawn_width(v) for v in view["hconcat"]) + _GAP_PX * (len(view["hconcat"]) - 1)
+    if "vconcat" in view:
+        return max(_drawn_width(v) for v in view["vconcat"])
+    if "concat" in view:
+        per_row = view.get("columns") or len(view["concat"])
+        return max(_drawn_width(v) for v in view["concat"]) * per_row + _GAP_PX * (per_row - 1)
+    if "facet" in view and "spec" in view:
+        panel = _drawn_width(view["spec"], _PANEL_AXIS_PX)
+        return panel * view.get("columns", 1) + _GAP_PX * (view.get("columns", 1) - 1)
+    width = view.get("width")
+    return (width if isinstance(width, (int, float)) else 300) + axis_px
+
+
+def _fit_view(view: dict, column_px: float, datasets: dict) -> dict:
+    view = dict(view)
+    if "hconcat" in view:
+        # Too wide side by side: the views wrap into rows of as many as fit (each fitted first).
+        parts = [_fit_view(v, column_px, datasets) for v in view.pop("hconcat")]
+        rows, row = [], []
+        for part in parts:
+            trial = row + [part]
+            if row and sum(map(_drawn_width, trial)) + _GAP_PX * (len(trial) - 1) > column_px:
+                rows.append(row)
+                row = [part]
+            else:
+                row = trial
+        rows.append(row)
+        if len(rows) == 1:
+            view["hconcat"] = rows[0]
+        else:
+            view["vconcat"] = [r[0] if len(r) == 1 else {"hconcat": r} for r in rows]
+        return _wrap_title(view, column_px)
+    if "vconcat" in view:
+        view["vconcat"] = [_fit_view(v, column_px, datasets) for v in view["vconcat"]]
+        return _wrap_title(view, column_px)
+    if "facet" in view and "spec" in view:
+        facet = view["facet"]
+        if isinstance(facet, dict) and set(facet) == {"column"}:
+            # a one-row facet cannot wrap: make it a wrapped facet over the same field
+            view["facet"] = facet["column"]
+            values = datasets.get(view.get("data", {}).get("name"), [])
+            view["columns"] = len({row.get(facet["column"]["field"]) for row in values}) or 1
+        if "columns" in view:
+            panel = _drawn_width(view["spec"], _PANEL_AXIS_PX)
+            fit = max(1, int((column_px + _GAP_PX) // (panel + _GAP_PX)))
+            view["columns"] = min(view["columns"], fit)
+        elif isinstance(view["facet"], dict) and "column" in view["facet"]:
+            # rows and columns: the grid cannot wrap, so its panels narrow to fit
+            values = datasets.get(view.get("data", {}).get("name"), [])
+            n = len({row.get(view["facet"]["column"]["field"]) for row in values}) or 1
+            inner = dict(view["spec"])
+            # (the row headers on the left take about an axis's width too, hence the wider allowance)
+            if isinstance(inner.get("width"), (int, float)) and n * (_drawn_width(inner) + _GAP_PX) > column_px:
+                inner["width"] = max(50, int((column_px + _GAP_PX) / n - _GAP_PX - _AXIS_PX))
+            view["spec"] = inner
+        return _wrap_title(view, column_px)
+    width = view.get("width")
+    if isinstance(width, (int, float)) and width + _AXIS_PX > column_px:
+        view["width"] = int(column_px - _AXIS_PX)
+    return _wrap_title(view, column_px)
+
+
+# Vega-Lite titles do not wrap by themselves; about this many px per character at the default size.
+_TITLE_CHAR_PX = 6.5
+
+
+def _wrap_title(view: dict, column_px: float) -> dict:
+    """Break a title string that is wider than the view into lines (Vega-Lite: a list of strings)."""
+    title = view.get("title")
+    text = title.get("text") if isinstance(title, dict) else title
+    if not isinstance(text, str):
+        return view
+    per_line = max(20, int(min(column_px, _drawn_width(view)) / _TITLE_CHAR_PX))
+    if len(text) <= per_line:
+        return view
+    lines = textwrap.wrap(text, per_line)
+    view["title"] = {**title, "text": lines} if isinstance(title, dict) else lines
+    return view
+
+
+def fit_to_column(spec: dict, column_px: float = COLUMN_PX) -> dict:
+    """A Vega-Lite spec laid out to fit a column ``column_px`` wide; the book's renderer applies it.
+
+    * legends go below their chart, one entry per line (a legend on the right adds its width to
+      the chart's, and a horizontal one can be wider than the chart);
+    * a single view wider than the column is narrowed to it;
+    * views side by side (``a | b``, :func:`small_multiples`) that do not fit wrap into rows;
+    * a wrapped facet grid gets as many columns as fit, and a one-row facet becomes a wrapped one;
+    * the background is white, so that a chart stays legible in the theme's dark mode.
+
+    Widths are estimated from the spec (plot width plus :data:`_AXIS_PX` for the y axis);
+    ``tests/test_site.py`` measures the drawn charts in a browser.
+
+    Examples
+    --------
+    >>> spec = {"hconcat": [{"mark": "line", "width": 420}, {"mark": "line", "width": 420}]}
+    >>> [v["width"] for v in fit_to_column(spec)["vconcat"]]
+    [420, 420]
+    >>> fit_to_column({"mark": "bar", "width": 900})["width"]
+    618
+    """
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be a Vega-Lite spec (dict), got {type(spec).__name__}")
+    if not column_px > 2 * _AXIS_PX:
+        raise ValueError(f"column_px must exceed {2 * _AXIS_PX} px, got {column_px!r}")
+    out = _fit_view(spec, column_px, spec.get("datasets", {}))
+    config = dict(out.get("config", {}))
+    legend = dict(config.get("legend", {}))
+    # below the chart, one entry per line: a legend is then never wider than its longest label
+    legend.setdefault("orient", "bottom")
+    legend.setdefault("direction", "vertical")
+    legend.setdefault("labelLimit", 240)
+    config["legend"] = legend
+    config.setdefault("background", "white")
+    out["config"] = config
+    return out
+
+
 def _render(spec: dict, **metadata) -> dict:
+    spec = fit_to_column(spec)
     div_id = f"altair-viz-{uuid.uuid4().hex}"
     html = _TEMPLATE.format(div_id=div_id, chart_class=CHART_CLASS, urls=_script_json(_cdn_urls()),
                             spec=_script_json(spec), embed_opt=_script_json(_EMBED_OPTIONS))
@@ -169,11 +301,41 @@ def histogram_with_density(
     layers = [bars]
     if density is not None:
         curve = density if group else density.assign(series=density_label)
-        layers.append(alt.Chart(curve).mark_line(strokeWidth=2).encode(
+        layers.append(alt.Chart(curve).mark_line(strokeWidth=2, clip=True).encode(
             x=alt.X(f"{x}:Q", title=x_title), y=alt.Y(f"{y}:Q", title=y_title), color=color))
     chart = alt.layer(*layers) if len(layers) > 1 else bars
     chart = chart.properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
+
+
+def rows_with(frame: pd.DataFrame, column: str, values) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``column`` is one of ``values``, for a chart of those series.
+
+    A requested value without a row raises ``ValueError`` naming it and the values the frame
+    has, instead of a chart that silently lacks that series (a plain ``isin`` filter drops it).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"m": [2.0, 2.0, 3.0], "y": [1, 2, 3]})
+    >>> rows_with(frame, "m", [3.0])["y"].tolist()
+    [3]
+    >>> rows_with(frame, "m", [1.4])
+    Traceback (most recent call last):
+    ...
+    ValueError: rows_with: column 'm' has no rows for [1.4]; it holds [2.0, 3.0]
+    """
+    if column not in frame.columns:
+        raise ValueError(f"rows_with: frame has no column {column!r}; columns are {list(frame.columns)}")
+    values = list(values)
+    if not values:
+        raise ValueError("rows_with: values is empty: name at least one series to draw")
+    present = set(frame[column].tolist())
+    missing = [v for v in values if v not in present]
+    if missing:
+        raise ValueError(f"rows_with: column {column!r} has no rows for {missing}; it holds "
+                         f"{sorted(present)[:20]}{' ...' if len(present) > 20 else ''}")
+    return frame[frame[column].isin(values)]
 
 
 def line_chart(
@@ -201,7 +363,7 @@ def line_chart(
     if color:
         enc["color"] = alt.Color(f"{color}:{_color_type(frame[color])}", title=_title(color, color_title))
         enc["tooltip"].append(alt.Tooltip(f"{color}:{_color_type(frame[color])}"))
-    chart = alt.Chart(frame).mark_line(point=points).encode(**enc).properties(width=width, height=height)
+    chart = alt.Chart(frame).mark_line(point=points, clip=True).encode(**enc).properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
 
 
@@ -227,8 +389,15 @@ def glue(name: str, value, display: bool = False):
 
 
 def small_multiples(charts, columns: int = 3) -> alt.VConcatChart:
-    """Lay out a list of charts in rows of ``columns`` (each keeps its own axes and title)."""
+    """Lay out a list of charts in rows of ``columns`` (each keeps its own axes and title).
+
+    On the book's site :func:`fit_to_column` wraps the rows further where they are wider than the column.
+    """
     charts = list(charts)
+    if not charts:
+        raise ValueError("small_multiples needs at least one chart")
+    if not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise ValueError(f"columns must be a positive integer, got {columns!r}")
     rows = [alt.hconcat(*charts[i:i + columns]) for i in range(0, len(charts), columns)]
     return alt.vconcat(*rows)
 
@@ -291,6 +460,61 @@ def histogram_grid(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_tit
             x=alt.X("x:Q", scale=x_scale), y="density:Q"))
     chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
         facet=alt.Facet(f"{facet}:O", title=facet_title), columns=columns).resolve_scale(y="independent")
+    return chart.properties(title=title) if title else chart
+
+
+def share_bars(frame: pd.DataFrame, row: str, part: str, value: str, highlight, *, x_title: str,
+               highlight_label: str, rest_label: str, title: str | None = None, width: int = 520,
+               height: int | None = None) -> alt.Chart:
+    """One horizontal bar per ``row``, split into its ``part`` segments of length ``value``, normalised to 1.
+
+    The segments of ``part == highlight`` are coloured apart from the rest: a picture of one
+    term's share of a sum (chapter 2: the newest squared gradient's share :math:`K` of
+    :math:`\\sum_i X_i^2`, eq. 15). Negative or non-finite values raise ``ValueError``.
+    """
+    values = frame[value].to_numpy(dtype=float)
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"share_bars: {value!r} must be finite and non-negative")
+    total = frame.groupby(row, sort=False)[value].transform("sum")
+    if (total <= 0).any():
+        raise ValueError(f"share_bars: every {row!r} needs a positive total")
+    data = frame.assign(share=frame[value] / total,
+                        kind=np.where(frame[part] == highlight, highlight_label, rest_label))
+    rows = list(dict.fromkeys(frame[row].tolist()))
+    chart = alt.Chart(data).mark_bar(stroke="white", strokeWidth=1).encode(
+        x=alt.X("sum(share):Q", title=x_title, scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y(f"{row}:N", title=None, sort=rows),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=[highlight_label, rest_label],
+                                                              range=["darkorange", "lightsteelblue"])),
+        order=alt.Order(f"{part}:O", sort="descending"),
+        tooltip=[alt.Tooltip(f"{row}:N"), alt.Tooltip(f"{part}:O"), alt.Tooltip("share:Q", format=".3f")],
+    ).properties(width=width, height=height if height is not None else 26 * len(rows))
+    return chart.properties(title=title) if title else chart
+
+
+def heat_map(frame: pd.DataFrame, x: str, y: str, value: str, *, x_title: str, y_title: str | None,
+             value_title: str, domain: Sequence[float] = (0.0, 1.0), title: str | None = None,
+             width: int = 520, height: int | None = None) -> alt.Chart:
+    """One cell per (``x``, ``y``) coloured by ``value`` on a fixed ``domain``, e.g. architecture x step.
+
+    ``x`` is drawn as ordered (steps), ``y`` as categories in the order of first appearance in
+    ``frame``. A missing cell stays blank, so a (``x``, ``y``) pair without data is visible as such;
+    duplicate pairs raise ``ValueError`` (a cell would hide one of them).
+    """
+    for column in (x, y, value):
+        if column not in frame.columns:
+            raise ValueError(f"heat_map: frame has no column {column!r}; columns are {list(frame.columns)}")
+    if frame.duplicated([x, y]).any():
+        raise ValueError(f"heat_map: several rows share an ({x}, {y}) pair; aggregate them first")
+    order = list(dict.fromkeys(frame[y].tolist()))
+    rows = len(order)
+    chart = alt.Chart(frame).mark_rect().encode(
+        x=alt.X(f"{x}:O", title=x_title),
+        y=alt.Y(f"{y}:N", title=y_title, sort=order),
+        color=alt.Color(f"{value}:Q", title=value_title, scale=alt.Scale(domain=list(domain), scheme="viridis"),
+                        legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=min(width, 300))),
+        tooltip=[alt.Tooltip(f"{y}:N"), alt.Tooltip(f"{x}:O"), alt.Tooltip(f"{value}:Q", format=".2f")],
+    ).properties(width=width, height=height if height is not None else 22 * rows)
     return chart.properties(title=title) if title else chart
 
 

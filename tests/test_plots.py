@@ -70,3 +70,127 @@ def test_line_chart_labels_axes_and_scales():
     assert spec["encoding"]["x"]["scale"]["type"] == "log"
     assert spec["encoding"]["y"]["title"] == "variance (1)"
     assert spec["encoding"]["color"]["type"] == "ordinal"
+
+
+def test_rows_with_refuses_a_series_the_data_does_not_have():
+    import pandas as pd
+    import pytest
+
+    from adamdist import plots
+
+    frame = pd.DataFrame({"m": [1.25, 1.5, 1.5, 2.0], "y": [0, 1, 2, 3]})
+    assert plots.rows_with(frame, "m", [1.5, 2.0])["y"].tolist() == [1, 2, 3]
+    # chapter 2 once asked for m = 1.4 on a quarter-step grid: its curve was silently absent
+    with pytest.raises(ValueError, match=r"no rows for \[1.4\]"):
+        plots.rows_with(frame, "m", [1.4, 2.0])
+    with pytest.raises(ValueError, match="no column"):
+        plots.rows_with(frame, "step", [1])
+    with pytest.raises(ValueError, match="empty"):
+        plots.rows_with(frame, "m", [])
+
+
+def test_all_names_every_public_builder():
+    import inspect
+
+    from adamdist import plots
+
+    public = {n for n, f in inspect.getmembers(plots, inspect.isfunction)
+              if f.__module__ == plots.__name__ and not n.startswith("_")}
+    assert public == set(plots.__all__)
+
+
+def test_fit_to_column_wraps_narrows_and_moves_legends():
+    import pandas as pd
+    import pytest
+
+    from adamdist import plots
+
+    frame = pd.DataFrame({"x": [1, 2, 1, 2], "y": [1, 2, 2, 1], "c": ["a", "a", "b", "b"]})
+    line = plots.line_chart(frame, "x", "y", "c", x_title="x (1)", y_title="y (1)", width=420)
+    # side by side they need ~960 px: the fitted spec stacks them, each within the column
+    pair = plots.fit_to_column((line | line).to_dict())
+    assert "hconcat" not in pair and len(pair["vconcat"]) == 2
+    assert all(plots._drawn_width(v) <= plots.COLUMN_PX for v in pair["vconcat"])
+    assert pair["config"]["legend"]["orient"] == "bottom" and pair["config"]["background"] == "white"
+    # two small ones still fit side by side
+    small = plots.line_chart(frame, "x", "y", x_title="x (1)", y_title="y (1)", width=250)
+    assert "hconcat" in plots.fit_to_column((small | small).to_dict())
+    wide = plots.fit_to_column(line.properties(width=1000).to_dict())
+    assert plots._drawn_width(wide) <= plots.COLUMN_PX
+    # a wrapped facet grid keeps as many columns as fit; a one-row facet becomes a wrapped one
+    hist = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "left": 0.0, "right": 1.0, "density": 1.0})
+    grid = plots.fit_to_column(plots.histogram_grid(hist, x_title="u (1)", columns=6, width=120).to_dict())
+    assert 1 <= grid["columns"] < 6 and plots._drawn_width(grid) <= plots.COLUMN_PX
+    row = plots.fit_to_column(plots.update_histograms(hist, x_title="u (1)").to_dict())
+    assert row["facet"]["field"] == "step" and plots._drawn_width(row) <= plots.COLUMN_PX
+    # a long title is broken into lines instead of widening the chart
+    titled = plots.fit_to_column(line.properties(title="word " * 60).to_dict())
+    assert isinstance(titled["title"], list) and len(titled["title"]) > 1
+    with pytest.raises(TypeError):
+        plots.fit_to_column("not a spec")
+    with pytest.raises(ValueError, match="column_px"):
+        plots.fit_to_column({}, column_px=10)
+
+
+def test_heat_map_draws_one_cell_per_pair_and_refuses_duplicates():
+    import pandas as pd
+    import pytest
+
+    from adamdist import plots
+
+    frame = pd.DataFrame({"step": [1, 2, 1, 2], "arch": ["b", "b", "a", "a"], "share": [1.0, 0.5, 0.2, 0.0]})
+    spec = plots.heat_map(frame, "step", "arch", "share", x_title="step m", y_title="network",
+                          value_title="share").to_dict()
+    assert spec["mark"]["type"] == "rect" and spec["encoding"]["y"]["sort"] == ["b", "a"]
+    assert spec["encoding"]["color"]["scale"]["domain"] == [0.0, 1.0] and spec["height"] == 44
+    with pytest.raises(ValueError, match="several rows"):
+        plots.heat_map(pd.concat([frame, frame]), "step", "arch", "share", x_title="s", y_title="a", value_title="v")
+    with pytest.raises(ValueError, match="no column"):
+        plots.heat_map(frame, "m", "arch", "share", x_title="s", y_title="a", value_title="v")
+
+
+def test_share_bars_normalises_each_row_and_marks_the_highlighted_part():
+    import pandas as pd
+    import pytest
+
+    from adamdist import plots
+
+    frame = pd.DataFrame({"draw": ["a"] * 3 + ["b"] * 3, "i": [1, 2, 3] * 2, "x2": [1.0, 1.0, 2.0, 3.0, 0.5, 0.5]})
+    chart = plots.share_bars(frame, "draw", "i", "x2", 3, x_title="share of the sum (fraction)",
+                             highlight_label="newest", rest_label="earlier")
+    data = chart.data
+    assert data.groupby("draw")["share"].sum().round(12).tolist() == [1.0, 1.0]
+    assert data.loc[data["i"] == 3, "share"].round(3).tolist() == [0.5, 0.125]
+    assert set(data.loc[data["i"] == 3, "kind"]) == {"newest"}
+    with pytest.raises(ValueError, match="non-negative"):
+        plots.share_bars(frame.assign(x2=-1.0), "draw", "i", "x2", 3, x_title="s", highlight_label="n",
+                         rest_label="e")
+
+
+def test_band_and_ks_charts_draw_their_layers():
+    frame = pd.DataFrame({"step": [1, 2, 1, 2], "median": [1.0, 1.1, 0.9, 1.0], "low": 0.8, "high": 1.2,
+                          "arch": ["a", "a", "b", "b"]})
+    theory = pd.DataFrame({"step": [1, 2], "median": [1.0, 1.0]})
+    band = plots.band_chart(frame, "step", "median", "low", "high", "arch", theory, x_title="step m",
+                            y_title="Var[u] (1)").to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in band["layer"]]
+    assert marks == ["area", "line", "line"]  # band, median, theory
+    ks = pd.DataFrame({"step": [1, 2, 1, 2], "ks": [0.01, 0.02, 0.03, 0.01], "ks_band": 0.036, "run": list("aabb")})
+    chart = plots.ks_chart(ks, color="run", x_title="step m").to_dict()
+    band_layer = chart["layer"][1]
+    assert band_layer["encoding"]["y"]["field"] == "ks_band"
+    assert "sup|F_n" in chart["layer"][0]["encoding"]["y"]["title"]
+
+
+def test_histogram_panels_and_small_multiples_lay_out_one_chart_per_panel():
+    hist = pd.DataFrame({"step": [1, 1, 2, 2, 3], "left": [0, 1, 0, 1, 0], "right": [1, 2, 1, 2, 1],
+                         "density": [0.5, 0.5, 0.2, 0.8, 1.0]})
+    modes = pd.DataFrame({"step": [1, 2], "location": [0.5, 1.5]})
+    spec = plots.histogram_panels(hist, modes, x_title="u (1)", columns=2).to_dict()
+    rows = spec["vconcat"]
+    assert [len(r["hconcat"]) for r in rows] == [2, 1]
+    assert rows[0]["hconcat"][0]["title"] == "step 1: 1 modes"
+    with pytest.raises(ValueError, match="at least one"):
+        plots.small_multiples([], columns=2)
+    with pytest.raises(ValueError, match="columns"):
+        plots.small_multiples([plots.line_chart(hist, "left", "density", x_title="x", y_title="y")], columns=0)

@@ -4,6 +4,9 @@ Every page of the site is opened in headless Chromium from a loopback HTTP serve
 request to another host is blocked AND counted as a failure. A page passes when it has no
 console or script errors, every altair chart has drawn an svg/canvas, and MathJax has
 typeset every equation (no raw TeX left). Colab links must open notebooks that exist.
+At 1280 x 800 every chart (legend included) must fit the article's column, and at 1280 x 800
+and 390 x 844 the page must not scroll sideways; a full-page screenshot of every page at
+1280 px lands in _build/screenshots/ (next to the site) for a reader of the change to look at.
 
 Site: $ADAMDIST_SITE (default _build/html). Without a built site the tests are skipped,
 unless ADAMDIST_REQUIRE_SITE=1 (.ci/run), which makes a missing site or browser an error.
@@ -185,6 +188,72 @@ def check_page(browser, server: str, site: Path, page_path: Path) -> list[str]:
         context.close()
     problems += [f"attempted request to the network: {u}" for u in sorted(set(external))]
     return problems
+
+
+# Layout at a laptop's and a phone's width: every chart (legend included: it is part of the
+# chart's svg) within the article's column, and no sideways scrolling of the page as a whole.
+_LAYOUT_JS = """() => {
+  const article = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
+  const style = getComputedStyle(article);
+  const box = article.getBoundingClientRect();
+  const left = box.left + parseFloat(style.paddingLeft), right = box.right - parseFloat(style.paddingRight);
+  const charts = [];
+  for (const el of document.querySelectorAll(".adamdist-chart")) {
+    const drawn = el.querySelector("svg, canvas");
+    if (!drawn) continue;
+    const section = el.closest("section");
+    const heading = section && section.querySelector("h1, h2, h3");
+    const legends = Array.from(drawn.querySelectorAll(".role-legend")).map(g => g.getBoundingClientRect().width);
+    charts.push({where: heading ? heading.textContent.replace("#", "").trim().slice(0, 60) : "",
+                 width: drawn.getBoundingClientRect().width, legend: Math.max(0, ...legends)});
+  }
+  const page = document.scrollingElement;
+  return {column: right - left, charts: charts, overflow: page.scrollWidth - page.clientWidth};
+}"""
+LAYOUTS = {"laptop": (1280, 800), "phone": (390, 844)}
+SCREENSHOTS = SITE.parent / "screenshots"
+
+
+def check_layout(browser, server: str, site: Path, page_path: Path, layout: str) -> list[str]:
+    """Layout problems of one page at one window size; at the laptop's size also a full-page screenshot."""
+    width, height = LAYOUTS[layout]
+    context = browser.new_context(viewport={"width": width, "height": height}, service_workers="block")
+    local = urlsplit(server).netloc
+    context.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).netloc in (local, "")
+                  or urlsplit(route.request.url).scheme in ("data", "blob") else route.abort("blockedbyclient"))
+    page = context.new_page()
+    problems = []
+    try:
+        page.goto(f"{server}/{page_path.relative_to(site).as_posix()}", wait_until="load")
+        if page.locator(CHART_SELECTOR).count():
+            try:
+                page.wait_for_function(_CHARTS_DRAWN_JS, arg=CHART_SELECTOR, timeout=WAIT_MS)
+            except Exception:  # noqa: BLE001 - test_page_renders_offline reports undrawn charts
+                pass
+        result = page.evaluate(_LAYOUT_JS)
+        if result["overflow"] > 1:
+            problems.append(f"at {width} px the page scrolls sideways by {result['overflow']:.0f} px")
+        if layout == "laptop":
+            for chart in result["charts"]:
+                if chart["width"] > result["column"] + 1:
+                    problems.append(f"chart in '{chart['where']}' is {chart['width']:.0f} px wide, the column "
+                                    f"{result['column']:.0f} px (its legend: {chart['legend']:.0f} px)")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            name = page_path.relative_to(site).with_suffix(".png").as_posix().replace("/", "__")
+            page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    finally:
+        context.close()
+    return problems
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("page_path", PAGES or [None],
+                         ids=[p.relative_to(SITE).as_posix() for p in PAGES] or ["no-site"])
+def test_page_layout_fits_the_window(page_path, layout, site, server, browser):
+    if _is_redirect_stub(page_path):
+        return
+    problems = check_layout(browser, server, site, page_path, layout)
+    assert not problems, f"{page_path.relative_to(site)} ({layout}):\n  " + "\n  ".join(problems)
 
 
 @pytest.mark.parametrize("page_path", PAGES or [None],
