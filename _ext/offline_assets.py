@@ -3,8 +3,8 @@
 * Vega, Vega-Lite and vega-embed: one bundle made by ``vl_convert`` (a Python dependency
   already) in the versions altair speaks, added to the pages that hold a chart; the
   renderer of ``adamdist.plots`` calls the global ``vegaEmbed`` it defines.
-* MathJax 3: taken from the npm registry with ``npm pack`` and served from ``_static``
-  (Sphinx would load it from a CDN).
+* MathJax 3: copied from the PyPI package ``sphinx-mathjax-offline`` (a pinned
+  requirement) and served from ``_static`` (Sphinx would load it from a CDN).
 * Each script once: Sphinx can list an inline script twice (see _dedupe_scripts).
 * A guard: any page that would still load a script or style sheet from the network, or
   that carries ipywidgets state (MyST-NB then adds require.js, which breaks altair's
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -35,6 +33,8 @@ MATHJAX_ENTRY = "tex-svg-full.js"
 MATHJAX_PARTS = (MATHJAX_ENTRY, "a11y/", "ui/", "sre/", "input/tex/extensions/")
 VEGA_BUNDLE = "vendor/vega/vega-bundle.js"
 MATHJAX_PATH = f"vendor/mathjax/{MATHJAX_ENTRY}"
+MATHJAX_DISTRIBUTION = "sphinx-mathjax-offline"
+MATHJAX_FOLDER = "sphinx-mathjax-offline/static/mathjax"
 # adamdist.plots puts this class on every chart container.
 CHART_MARKER = 'class="adamdist-chart"'
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -67,30 +67,44 @@ def prepare_vega(static: Path) -> None:
     _write_if_changed(stamp_file, json.dumps(stamp))
 
 
+def mathjax_source() -> Path:
+    """MathJax's ``es5`` folder as the PyPI package ``sphinx-mathjax-offline`` installs it.
+
+    That package is only a carrier of the files here (it is not loaded as an extension,
+    which would set ``mathjax_path`` itself); its version pin lives in requirements.txt.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(MATHJAX_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise ExtensionError(f"offline_assets: MathJax comes from the PyPI package {MATHJAX_DISTRIBUTION}; "
+                             f"install it (pip install -r requirements.txt, or `make book`)") from None
+    folder = Path(dist.locate_file(MATHJAX_FOLDER))
+    entry = folder / MATHJAX_ENTRY
+    if not entry.is_file():
+        raise ExtensionError(f"offline_assets: {entry} is missing; reinstall {MATHJAX_DISTRIBUTION}")
+    # The bundle names its own version; a package that ships another MathJax fails here,
+    # not as subtly different math on the site.
+    if f'VERSION="{MATHJAX_VERSION}"' not in entry.read_text(encoding="utf-8", errors="replace"):
+        raise ExtensionError(f"offline_assets: {entry} is not MathJax {MATHJAX_VERSION}")
+    return folder
+
+
 def prepare_mathjax(static: Path) -> None:
     dest = static / "vendor" / "mathjax"
     stamp_file = dest / "version.txt"
     if stamp_file.is_file() and stamp_file.read_text().strip() == MATHJAX_VERSION:
         return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise ExtensionError("offline_assets: `npm` is needed once to fetch MathJax "
-                             f"{MATHJAX_VERSION} from the npm registry (apt-get install npm)")
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", f"mathjax@{MATHJAX_VERSION}", "--silent",
-                        "--pack-destination", tmp], check=True, stdout=subprocess.DEVNULL)
-        (tarball,) = Path(tmp).glob("mathjax-*.tgz")
+    source = mathjax_source()
+    with tempfile.TemporaryDirectory(dir=static) as tmp:
         staged = Path(tmp) / "mathjax"
-        with tarfile.open(tarball) as tar:
-            members = [m for m in tar.getmembers() if m.isfile()
-                       and any(m.name.removeprefix("package/es5/").startswith(p)
-                               for p in MATHJAX_PARTS)
-                       and m.name.startswith("package/es5/")]
-            for m in members:
-                m.name = m.name.removeprefix("package/es5/")
-            tar.extractall(staged, members=members, filter="data")
-        if not (staged / MATHJAX_ENTRY).is_file():
-            raise ExtensionError(f"offline_assets: {MATHJAX_ENTRY} missing from mathjax@{MATHJAX_VERSION}")
+        for part in MATHJAX_PARTS:
+            if part.endswith("/"):
+                shutil.copytree(source / part, staged / part)
+            else:
+                staged.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / part, staged / part)
         (staged / "version.txt").write_text(MATHJAX_VERSION + "\n")
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -54,3 +54,29 @@ def test_duplicate_inline_scripts_are_dropped():
     offline_assets._dedupe_scripts(APP, "page", "page.html", context, None)
     assert [(s.filename, s.attributes.get("body")) for s in context["script_files"]] == [
         (None, "const A = 1"), ("_static/a.js", None)]
+
+
+def test_mathjax_comes_from_the_pypi_package_without_npm(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))  # no npm, no node
+    offline_assets.prepare_mathjax(tmp_path)
+    dest = tmp_path / "vendor" / "mathjax"
+    assert (dest / offline_assets.MATHJAX_ENTRY).is_file()
+    assert f'VERSION="{offline_assets.MATHJAX_VERSION}"' in (dest / offline_assets.MATHJAX_ENTRY).read_text()
+    for part in offline_assets.MATHJAX_PARTS:
+        assert (dest / part).exists(), part
+    assert (dest / "version.txt").read_text().strip() == offline_assets.MATHJAX_VERSION
+    assert list(tmp_path.iterdir()) == [tmp_path / "vendor"]  # the staging folder is gone
+
+
+def test_a_package_with_another_mathjax_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "mathjax"
+    fake.mkdir()
+    (fake / offline_assets.MATHJAX_ENTRY).write_text('e.VERSION="3.0.0"')
+
+    class _Dist:
+        def locate_file(self, name):
+            return fake
+
+    monkeypatch.setattr("importlib.metadata.distribution", lambda name: _Dist())
+    with pytest.raises(Exception, match="is not MathJax 3.2.2"):
+        offline_assets.mathjax_source()
