@@ -47,8 +47,13 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from ._validation import check_int, check_memory, check_seed
-from .results import StatsAccumulator, UpdateStats, _check_edges, compare_with_law, default_edges
+from ._optional import require
+
+# the hooks are torch.optim hooks: without torch this module has nothing to offer
+require("torch", "torch", __name__)
+
+from ._validation import check_int, check_memory, check_seed  # noqa: E402
+from .results import StatsAccumulator, UpdateStats, _check_edges, compare_with_law, default_edges  # noqa: E402
 
 __all__ = ["UpdateRecorder", "predicted_law", "compare_with_theory", "DEFAULT_STEPS"]
 

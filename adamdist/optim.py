@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import math
 
-import torch
+from ._optional import require
 
-from ._validation import check_range
+torch = require("torch", "torch", __name__)
+
+from ._validation import check_range  # noqa: E402
 
 __all__ = ["FairseqAdam"]
 

@@ -14,9 +14,12 @@ import textwrap
 import uuid
 from collections.abc import Sequence
 
-import altair as alt
 import numpy as np
 import pandas as pd
+
+from ._optional import require
+
+alt = require("altair", "plots", __name__)
 
 __all__ = ["use_book_renderer", "fit_to_column", "glue", "rows_with", "line_chart", "band_chart", "ks_chart", "small_multiples",
            "heat_map", "share_bars", "histogram_with_density", "histogram_grid", "histogram_panels", "update_histograms"]

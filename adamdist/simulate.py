@@ -102,11 +102,14 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from . import _native
-from ._validation import check_int, check_memory, check_range, check_seed
-from .results import StatsAccumulator, UpdateStats, default_edges
+from ._optional import require
+
+torch = require("torch", "torch", __name__)
+
+from . import _native  # noqa: E402
+from ._validation import check_int, check_memory, check_range, check_seed  # noqa: E402
+from .results import StatsAccumulator, UpdateStats, default_edges  # noqa: E402
 
 __all__ = [
     "run",
