@@ -8,7 +8,9 @@ The files are the output of fairseq's ``examples/translation/prepare-iwslt14.sh`
     iwslt14-de-en/bpe10k/{train,valid,test}.{de,en}   the same with BPE ("@@ " joiner)
     iwslt14-de-en/bpe10k/code                         the BPE codes
 
-To produce them on your machine (they are not downloaded automatically)::
+:func:`prepare_iwslt14` produces them on your machine (they are never downloaded
+behind your back): it runs fairseq's script, which fetches the corpus, Moses and
+subword-nmt, and copies its output into this layout. By hand, the same is::
 
     git clone https://github.com/facebookresearch/fairseq
     cd fairseq/examples/translation && bash prepare-iwslt14.sh
@@ -36,6 +38,9 @@ What mirrors fairseq (``fairseq-preprocess --joined-dictionary`` and
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +52,15 @@ from .._validation import check_int
 from . import DataNotFoundError, data_root
 
 __all__ = [
-    "iwslt14", "ParallelCorpus", "Dictionary", "build_joint_dictionary",
+    "iwslt14", "prepare_iwslt14", "ParallelCorpus", "Dictionary", "build_joint_dictionary",
     "batch_by_tokens", "collate", "Batch", "FOLDER", "SPLITS",
 ]
 
 FOLDER = "iwslt14-de-en"
 SPLITS = ("train", "valid", "test")
 LANGS = ("de", "en")
+PREPARE_SCRIPT = Path(__file__).with_name("prepare_iwslt14.sh")
+"""The shell wrapper around fairseq's ``prepare-iwslt14.sh`` (shipped with the package)."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,87 @@ def _missing_message(folder: Path, missing: Sequence[Path], split: str) -> str:
                 "trains on 'valid' (every 23rd line of fairseq's cleaned training corpus).")
     return (f"IWSLT14 de-en split {split!r} not found: missing {names} (searched folder {folder}; "
             f"set ADAMDIST_DATA to the folder holding '{FOLDER}/'). Produce the files with fairseq's "
-            f"examples/translation/prepare-iwslt14.sh (see adamdist.data.iwslt's docstring for the "
-            f"layout); nothing is downloaded automatically.{hint}")
+            f"examples/translation/prepare-iwslt14.sh: adamdist.data.iwslt.prepare_iwslt14() runs it and "
+            f"lays the files out (see adamdist.data.iwslt's docstring); nothing is downloaded "
+            f"automatically.{hint}")
+
+
+def _expected_files(base: Path) -> list[Path]:
+    return ([base / f"{split}.{lang}" for split in SPLITS for lang in LANGS]
+            + [base / "bpe10k" / f"{split}.{lang}" for split in SPLITS for lang in LANGS]
+            + [base / "bpe10k" / "code"])
+
+
+def prepare_iwslt14(root=None, *, fairseq=None, archive=None, timeout: float = 3600.0) -> Path:
+    """Prepare IWSLT14 de-en with fairseq's ``prepare-iwslt14.sh`` into the layout :func:`iwslt14` reads.
+
+    Runs :data:`PREPARE_SCRIPT`, which takes fairseq's script (from ``fairseq``, or
+    from a pinned fairseq commit fetched with git), lets it download the corpus, Moses
+    and subword-nmt, tokenise, lower-case and learn 10,000 joint BPE merges, and copies
+    the result to ``root/iwslt14-de-en/``. This is what chapter 8 does on Colab and
+    the site's workflow on its runner. It needs ``bash``, ``git``, ``perl``,
+    ``python3`` and ``wget``, and the network (or ``archive``).
+
+    Parameters
+    ----------
+    root : path, optional
+        Data root; defaults to :func:`adamdist.data.data_root`.
+    fairseq : path, optional
+        An existing fairseq checkout to take the script from.
+    archive : path, optional
+        A local copy of ``de-en.tgz`` (the script's download then is not needed).
+    timeout : float
+        Seconds the whole preparation may take (default one hour).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder ``root/iwslt14-de-en``.
+
+    Raises
+    ------
+    DataNotFoundError
+        When the script fails or leaves any file of the layout missing (fairseq's
+        script exits with status 0 when its download fails): the message names the
+        missing files and ends with the script's last lines of output.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a number of seconds in (0, inf), got {timeout!r}")
+    base = Path(data_root() if root is None else root).expanduser() / FOLDER
+    env = dict(os.environ)
+    for name, arg, value in (("FAIRSEQ_DIR", "fairseq", fairseq), ("IWSLT14_TGZ", "archive", archive)):
+        env.pop(name, None)
+        if value is not None:
+            if not Path(value).expanduser().exists():
+                raise FileNotFoundError(f"{arg}: {value} does not exist")
+            env[name] = str(Path(value).expanduser().resolve())
+    bash = shutil.which("bash")
+    if bash is None:
+        raise DataNotFoundError("prepare_iwslt14 needs bash (fairseq's script is a bash script)")
+    # Written to a temporary folder first and moved at the end, so that a failed run never
+    # leaves a half-prepared data set that iwslt14() would read.
+    staging = base.with_name(FOLDER + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        run = subprocess.run([bash, str(PREPARE_SCRIPT), str(staging)], env=env, capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataNotFoundError(f"prepare_iwslt14: fairseq's script did not finish within {timeout:g} s") from None
+    missing = [p for p in _expected_files(staging) if not p.is_file() or p.stat().st_size == 0]
+    if run.returncode != 0 or missing:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((run.stdout + run.stderr).strip().splitlines()[-15:])
+        names = ", ".join(p.relative_to(staging).as_posix() for p in missing) or "none"
+        raise DataNotFoundError(f"prepare_iwslt14: fairseq's prepare-iwslt14.sh did not produce IWSLT14 de-en "
+                                f"(exit status {run.returncode}; missing: {names}). Its last output:\n{tail}")
+    base.mkdir(parents=True, exist_ok=True)
+    for path in _expected_files(staging):
+        target = base / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return base
 
 
 def iwslt14(split: str = "valid", *, bpe: bool = True, root=None) -> ParallelCorpus:
@@ -329,3 +415,23 @@ def collate(src: Sequence[np.ndarray], tgt: Sequence[np.ndarray], dictionary: Di
         target=torch.from_numpy(_pad(tgt, dictionary.pad, left=False)),
         ntokens=int(sum(len(t) for t in tgt)),
     )
+
+
+def main(argv=None) -> int:
+    """``python -m adamdist.data.iwslt``: prepare IWSLT14 de-en (see :func:`prepare_iwslt14`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m adamdist.data.iwslt",
+                                     description="Prepare IWSLT14 de-en with fairseq's prepare-iwslt14.sh into "
+                                                 "the layout adamdist.data.iwslt reads.")
+    parser.add_argument("--root", help="data root (default: $ADAMDIST_DATA or ~/.cache/adamdist/data)")
+    parser.add_argument("--fairseq", help="an existing fairseq checkout to take the script from")
+    parser.add_argument("--archive", help="a local copy of de-en.tgz")
+    args = parser.parse_args(argv)
+    folder = prepare_iwslt14(args.root, fairseq=args.fairseq, archive=args.archive)
+    print(f"IWSLT14 de-en prepared in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
