@@ -21,13 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COLAB = "https://colab.research.google.com/github"
 
 # The first code cell of every chapter. Outside Colab it does nothing, so the book build
-# and local runs use the already-installed package instead of a network install.
+# and local runs use the already-installed package instead of a network install. On Colab it
+# installs the release the notebook belongs to (a tag, never a moving branch).
 INSTALL_CELL_TEMPLATE = '''\
 import sys
 if "google.colab" in sys.modules:  # Colab: install this book's package
-    %pip install -q "adamdist[torch,plots] @ git+{url}"'''
+    %pip install -q "adamdist[torch,plots] @ git+{url}@{ref}"'''
 INSTALL_CELL_TAG = "remove-cell"
-_INSTALL_URL = re.compile(r'"adamdist\[torch,plots\] @ git\+(?P<url>[^"]+)"')
+_INSTALL_URL = re.compile(r'"adamdist\[torch,plots\] @ git\+(?P<url>[^"@]+?)(?:@(?P<ref>[^"]+))?"')
 _GITHUB = re.compile(r"^https://github\.com/(?P<slug>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 
 
@@ -44,6 +45,20 @@ def repository_branch(root: Path = REPO_ROOT) -> str:
     return str(load_config(root)["repository"].get("branch") or "main")
 
 
+def package_version(root: Path = REPO_ROOT) -> str:
+    with open(Path(root) / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def release_ref(root: Path = REPO_ROOT) -> str:
+    """The git tag of this version (``v`` + pyproject's version): what Colab opens and installs.
+
+    The site's workflow creates the tag on main when it does not exist yet, so a published
+    page's Colab link and its notebook's install cell name the same, fixed code.
+    """
+    return "v" + package_version(root)
+
+
 def github_slug(url: str) -> str:
     """``https://github.com/org/repo`` -> ``org/repo``; Colab can only open GitHub URLs."""
     m = _GITHUB.match(url.strip())
@@ -52,19 +67,25 @@ def github_slug(url: str) -> str:
     return m["slug"]
 
 
-def colab_url(notebook: str, url: str, branch: str) -> str:
-    """Colab link for a repository-relative notebook path such as ``notebooks/x.ipynb``."""
-    return f"{COLAB}/{github_slug(url)}/blob/{branch}/{notebook}"
+def colab_url(notebook: str, url: str, ref: str) -> str:
+    """Colab link for a repository-relative notebook path such as ``notebooks/x.ipynb`` at git ``ref``."""
+    return f"{COLAB}/{github_slug(url)}/blob/{ref}/{notebook}"
 
 
-def install_cell_source(url: str) -> str:
-    return INSTALL_CELL_TEMPLATE.format(url=url)
+def install_cell_source(url: str, ref: str) -> str:
+    return INSTALL_CELL_TEMPLATE.format(url=url, ref=ref)
 
 
 def install_url(cell_source: str) -> str | None:
     """The git URL that an install cell installs from, or None if it is no install cell."""
     m = _INSTALL_URL.search(cell_source)
     return m["url"] if m and "google.colab" in cell_source else None
+
+
+def install_ref(cell_source: str) -> str | None:
+    """The git ref (tag) that an install cell installs, or None when it names none (a moving branch)."""
+    m = _INSTALL_URL.search(cell_source)
+    return m["ref"] if m and "google.colab" in cell_source else None
 
 
 def jupytext_formats(root: Path = REPO_ROOT) -> str:

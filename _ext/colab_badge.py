@@ -47,8 +47,9 @@ def add_badge(app: Sphinx, doctree: nodes.document, docname: str) -> None:
                        location=docname)
         return
     theme = app.config.html_theme_options
+    # The release tag, not the branch: the notebook there installs the same release.
     href = bookinfo.colab_url(notebook.relative_to(root).as_posix(),
-                              theme["repository_url"], theme.get("repository_branch") or "main")
+                              theme["repository_url"], bookinfo.release_ref(root))
     badge = _badge(href)
     section = next(iter(doctree.findall(nodes.section)), None)
     if section is not None and section.children and isinstance(section[0], nodes.title):

@@ -35,7 +35,7 @@ def test_new_chapter_is_paired_and_starts_with_the_install_cell(book):
     assert bookinfo.is_myst_notebook(md) and ipynb.is_file()
     assert bookinfo.paired_notebook(md, book) == ipynb
     cells = [c for c in jupytext.read(ipynb).cells if c.cell_type == "code"]
-    assert cells[0].source == bookinfo.install_cell_source(bookinfo.repository_url(book))
+    assert cells[0].source == bookinfo.install_cell_source(bookinfo.repository_url(book), bookinfo.release_ref(book))
     assert "use_book_renderer()" in cells[1].source
     toc = bookinfo.toc_files(book)
     assert "book/07_demo" in toc
@@ -54,6 +54,7 @@ def test_set_repository_url_rewrites_config_chapters_and_notebooks(book):
     for path in (book / "book" / "07_demo.md", book / "notebooks" / "07_demo.ipynb"):
         first = next(c for c in jupytext.read(path).cells if c.cell_type == "code")
         assert bookinfo.install_url(first.source) == new
+        assert bookinfo.install_ref(first.source) == bookinfo.release_ref(book)
     assert new in (book / "README.md").read_text()
     assert "# <-- change this one line" in (book / "_config.yml").read_text()
 
@@ -62,6 +63,25 @@ def test_set_repository_url_refuses_a_non_github_url(book):
     with pytest.raises(subprocess.CalledProcessError):
         run("set_repository_url.py", "https://example.org/adamdist", "--root", str(book))
     assert bookinfo.repository_url(book) == bookinfo.repository_url(ROOT)
+
+
+def test_sync_rewrites_install_cells_to_this_versions_tag(book):
+    run("new_chapter.py", "07_demo", "--title", "Demo", "--root", str(book))
+    pyproject = book / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(f'version = "{bookinfo.package_version(ROOT)}"',
+                                                       'version = "9.8.7"'))
+    assert bookinfo.release_ref(book) == "v9.8.7"
+    run("set_repository_url.py", "--sync", "--root", str(book))
+    for path in (book / "book" / "07_demo.md", book / "notebooks" / "07_demo.ipynb"):
+        first = next(c for c in jupytext.read(path).cells if c.cell_type == "code")
+        assert bookinfo.install_ref(first.source) == "v9.8.7"
+        assert bookinfo.install_url(first.source) == bookinfo.repository_url(ROOT)
+
+
+def test_install_ref_is_none_for_a_moving_branch():
+    cell = 'import sys\nif "google.colab" in sys.modules:\n    %pip install -q "adamdist[torch,plots] @ git+https://github.com/o/r"'
+    assert bookinfo.install_url(cell) == "https://github.com/o/r"
+    assert bookinfo.install_ref(cell) is None
 
 
 def test_colab_url_is_built_from_the_repository():

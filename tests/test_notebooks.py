@@ -64,8 +64,10 @@ def test_chapter_and_notebook_hold_the_same_cells(chapter):
 def test_chapter_starts_with_the_colab_install_cell(chapter):
     cell = _first_code_cell(jupytext.read(chapter))
     assert cell is not None, f"{_name(chapter)} has no code cell"
-    assert cell.source.strip() == bookinfo.install_cell_source(bookinfo.repository_url(ROOT)), (
-        f"{_name(chapter)}: the first code cell must be the install cell of tools/new_chapter.py")
+    expected = bookinfo.install_cell_source(bookinfo.repository_url(ROOT), bookinfo.release_ref(ROOT))
+    assert cell.source.strip() == expected, (
+        f"{_name(chapter)}: the first code cell must be the install cell of tools/new_chapter.py "
+        f"(python tools/set_repository_url.py --sync rewrites it)")
     assert bookinfo.INSTALL_CELL_TAG in cell.metadata.get("tags", [])
 
 
@@ -103,6 +105,11 @@ def test_notebook_installs_from_the_configured_repository(notebook):
     assert url == bookinfo.repository_url(ROOT), (
         f"{_name(notebook)} installs from {url}, _config.yml says {bookinfo.repository_url(ROOT)}: "
         "run python tools/set_repository_url.py")
+    ref = bookinfo.install_ref(cell.source)
+    # Colab must install the code the notebook was written for: a release tag, not a branch
+    assert ref == bookinfo.release_ref(ROOT), (
+        f"{_name(notebook)} installs ref {ref!r}, this version's tag is {bookinfo.release_ref(ROOT)!r}: "
+        "run python tools/set_repository_url.py --sync")
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_name)

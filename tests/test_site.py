@@ -324,7 +324,7 @@ def test_links_between_pages_reach_their_target(site):
 
 
 def test_colab_links_open_existing_notebooks(site):
-    url, branch = bookinfo.repository_url(), bookinfo.repository_branch()
+    url, branch = bookinfo.repository_url(), bookinfo.release_ref()
     prefix = bookinfo.colab_url("", url, branch)
     bad = []
     for page in PAGES:
@@ -346,7 +346,7 @@ def test_every_chapter_page_has_its_colab_link(site):
         if not page.is_file():
             continue  # not in the toc: test_notebooks reports that
         notebook = bookinfo.paired_notebook(chapter, ROOT).relative_to(ROOT).as_posix()
-        expected = bookinfo.colab_url(notebook, bookinfo.repository_url(), bookinfo.repository_branch())
+        expected = bookinfo.colab_url(notebook, bookinfo.repository_url(), bookinfo.release_ref())
         badges = _parse(page).colab_badges
         if badges != [expected]:
             bad.append(f"{page.relative_to(site)}: Colab links {badges}, expected [{expected}]")

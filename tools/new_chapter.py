@@ -23,10 +23,10 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 TAIL_ENTRIES = ("book/errata", "book/bibliography")
 
 
-def chapter_notebook(title: str, url: str):
+def chapter_notebook(title: str, url: str, ref: str):
     import nbformat.v4 as nbf
 
-    install = nbf.new_code_cell(bookinfo.install_cell_source(url),
+    install = nbf.new_code_cell(bookinfo.install_cell_source(url, ref),
                                 metadata={"tags": [bookinfo.INSTALL_CELL_TAG]})
     setup = nbf.new_code_cell("from adamdist.plots import use_book_renderer\n\nuse_book_renderer()",
                               metadata={"tags": ["remove-cell"]})
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import jupytext
 
     md.parent.mkdir(parents=True, exist_ok=True)
-    jupytext.write(chapter_notebook(args.title, bookinfo.repository_url(root)), md, fmt="md:myst")
+    jupytext.write(chapter_notebook(args.title, bookinfo.repository_url(root), bookinfo.release_ref(root)), md, fmt="md:myst")
     # The pairing itself comes from pyproject.toml's [tool.jupytext]; --sync writes the .ipynb.
     subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(md)], cwd=root, check=True)
     notebook = bookinfo.paired_notebook(md, root)
