@@ -593,9 +593,9 @@ class NativeBatch:
             jobs["b"] = [x.data_ptr() for x in tensors]
             jobs["neg_lr"] = neg_lr
         s = np.uintp(slot)
-        for field, (base, stride, offset) in (("hist", self._hist), ("moments", self._moments),
-                                              ("counts", self._counts)):
-            jobs[field] = base + s * stride + offset
+        for job, (base, stride, offset) in (("hist", self._hist), ("moments", self._moments),
+                                            ("counts", self._counts)):
+            jobs[job] = base + s * stride + offset
         if self._abs is not None:
             base, stride, offset = self._abs
             jobs["abs_sum"] = base + s * stride + offset

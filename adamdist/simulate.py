@@ -99,7 +99,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -110,6 +110,9 @@ torch = require("torch", "torch", __name__)
 from . import _native  # noqa: E402
 from ._validation import check_int, check_memory, check_range, check_seed  # noqa: E402
 from .results import StatsAccumulator, UpdateStats, default_edges  # noqa: E402
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built
+    import pandas as pd
 
 __all__ = [
     "run",

@@ -98,3 +98,24 @@ def test_read_only_cache_warns_and_returns_the_result(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match=rf"{re.escape(str(tmp_path))} \(Permission denied\)"):
         assert cached(_Cfg(), lambda: _stats(1.0), folder=tmp_path).mean[0, 0] == 1.0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_change_to_the_packages_code_changes_the_cache_key(tmp_path, monkeypatch):
+    import shutil
+
+    from adamdist.experiments import common
+
+    copy = tmp_path / "adamdist"
+    shutil.copytree(common.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = common.source_hash(copy)
+    assert before == common.source_hash(common.PACKAGE_DIR)  # the copy hashes like the original
+    (copy / "plots.py").write_text((copy / "plots.py").read_text() + "\n# a chart tweak\n")
+    common.source_hash.cache_clear()
+    assert common.source_hash(copy) == before  # charts never feed results
+    (copy / "results.py").write_text((copy / "results.py").read_text() + "\n# a change to the statistics\n")
+    common.source_hash.cache_clear()
+    after = common.source_hash(copy)
+    assert after != before
+    key = config_hash(_Cfg())
+    monkeypatch.setattr(common, "source_hash", lambda: after)
+    assert config_hash(_Cfg()) != key

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adamdist import _native
-from adamdist.results import StatsAccumulator, UpdateStats, compare_with_law, default_edges, load
+from adamdist.results import StatsAccumulator, compare_with_law, default_edges, load
 
 
 def _accumulate(values_per_step, edges, sample_size=50):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adamdist.optim import FairseqAdam
-from adamdist.results import StatsAccumulator, compare_with_law, default_edges
+from adamdist.results import compare_with_law, default_edges
 from adamdist.simulate import (OPTIMIZERS, Cauchy, GradientModel, Mixture, Normal, StudentT, count_modes,
                                mode_table, run, sparse_spikes)
 

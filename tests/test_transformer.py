@@ -309,7 +309,6 @@ def test_configs_have_the_three_runs_of_the_issue(which):
 
 
 def test_the_run_chooses_whose_adam():
-    import dataclasses
 
     from adamdist.optim import FairseqAdam
 

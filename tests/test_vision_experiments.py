@@ -123,7 +123,6 @@ def test_run_rejects_other_configs():
 
 
 def test_summaries():
-    import pandas as pd
 
     curves = ex.law_curves([1, 2, 3], 0.999, np.linspace(-2, 2, 41), cap=1.0)
     assert set(curves["step"]) == {2, 3}  # m = 1 is the two-point law: no density

@@ -20,7 +20,6 @@ import math
 import os
 import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -14,9 +15,12 @@ from typing import Callable
 from .. import __version__
 from ..results import UpdateStats, load
 
-__all__ = ["PROFILES", "profile", "default_device", "config_hash", "cache_dir", "cached"]
+__all__ = ["PROFILES", "profile", "default_device", "source_hash", "config_hash", "cache_dir", "cached"]
 
 PROFILES = ("quick", "paper")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: Files whose changes cannot change a result: charts are drawn from results, never feed them.
+_NOT_RESULT_CODE = ("plots.py",)
 
 
 def profile() -> str:
@@ -39,14 +43,38 @@ def default_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.lru_cache(maxsize=8)
+def source_hash(package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the package's source (every ``.py`` and ``.c`` file but the chart builders).
+
+    Part of every result's cache key (:func:`config_hash`), so that a change to the code
+    that computes results recomputes them instead of silently loading old ones. Computed
+    once per process and folder (the files do not change under a running program).
+
+    Examples
+    --------
+    >>> len(source_hash()) == 16 and source_hash() == source_hash()
+    True
+    """
+    package_dir = Path(package_dir)
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*")):
+        if path.suffix not in (".py", ".c") or path.name in _NOT_RESULT_CODE or "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def config_hash(config) -> str:
-    """Stable hash of a config dataclass (its fields, its type and adamdist's version)."""
+    """Stable hash of a config dataclass: its fields, its type, adamdist's version and :func:`source_hash`."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
     payload = {
         "type": f"{type(config).__module__}.{type(config).__qualname__}",
         "fields": dataclasses.asdict(config),
         "adamdist": __version__,
+        "source": source_hash(),
     }
     text = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -60,8 +88,9 @@ def cache_dir() -> Path:
 def cached(config, compute: Callable[[], UpdateStats], folder=None) -> UpdateStats:
     """Load the result of ``config`` from disk, or compute and store it.
 
-    The file name is the config's hash, so a changed config recomputes and an
-    unchanged one loads. Writing is atomic (:meth:`UpdateStats.save`): an
+    The file name is the config's hash (:func:`config_hash`: fields, version and
+    the package's source), so a changed config or a changed library recomputes and
+    an unchanged one loads. Writing is atomic (:meth:`UpdateStats.save`): an
     interrupted run leaves no half-written result behind.
 
     Nothing a damaged or unwritable cache does loses a run:
