@@ -195,18 +195,23 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--model", choices=["auto", "adamdist", "torchvision"], default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where the model, the data and the recorder live")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    # on a GPU a timer must wait for the queued kernels, or it times the launches only
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (args.batch,), generator=gen)
+    x = torch.randn(args.batch, 3, 32, 32, generator=gen).to(device)
+    y = torch.randint(0, 10, (args.batch,), generator=gen).to(device)
     routes = ["bare", "adamdist", "adamdist, torch route", *BASELINES, *(f"{b} (updates)" for b in BASELINES)]
     runs, description = {}, None
     for route in routes:
         torch.manual_seed(0)
         model, description = build_model(args.model)
+        model.to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         rec = None
         if route.startswith("adamdist"):
@@ -229,16 +234,19 @@ def main():
 
     def step(route, log_only=False):
         model, opt, logger = runs[route]
+        sync()
         t0 = time.perf_counter()
         if not log_only:
             opt.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
+        sync()
         t1 = time.perf_counter()
         opt.step()
         if route in BASELINES:
             BASELINES[route](model.parameters())
         elif route.endswith("(updates)"):
             logger.after_step()
+        sync()
         t2 = time.perf_counter()
         return t2 - t0, t2 - t1
 
@@ -274,7 +282,8 @@ def main():
     bare = med["bare"]
     cost = {r: tmed[r] - tmed["bare"] for r in routes}
     print(f"model: {description}; {n_params:,} parameters in {n_tensors} tensors; batch {args.batch}x3x32x32; "
-          f"Adam; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+          f"Adam; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
     print(f"whole steps: {args.rounds} rounds after {args.warmup} warm-up; optimizer step + logging: "
           f"{args.tail_rounds} rounds; routes interleaved; median (min-max)\n")
     print(f"{'route':<29}{'whole step [ms]':>26}{'opt.step+logging [ms]':>26}{'logging [ms]':>14}{'% of bare':>11}")

@@ -102,3 +102,14 @@ def test_fairseq_check_explains_what_it_needs():
     out = subprocess.run([sys.executable, script], env={**env, "ADAMDIST_DATA": "/nonexistent"},
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "fairseq is not installed" in out.stderr
+
+
+def test_gpu_check_parses_and_says_so_without_a_gpu():
+    import torch
+
+    script = ROOT / "tools" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine: run tools/gpu_check.sh itself")
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "no CUDA device" in run.stderr, run.stdout + run.stderr
