@@ -41,13 +41,13 @@ def repository_url(root: Path = REPO_ROOT) -> str:
     return str(load_config(root)["repository"]["url"]).rstrip("/")
 
 
-def repository_branch(root: Path = REPO_ROOT) -> str:
-    return str(load_config(root)["repository"].get("branch") or "main")
+def load_pyproject(root: Path = REPO_ROOT) -> dict:
+    with open(Path(root) / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
 
 
 def package_version(root: Path = REPO_ROOT) -> str:
-    with open(Path(root) / "pyproject.toml", "rb") as f:
-        return str(tomllib.load(f)["project"]["version"])
+    return str(load_pyproject(root)["project"]["version"])
 
 
 def release_ref(root: Path = REPO_ROOT) -> str:
@@ -89,8 +89,7 @@ def install_ref(cell_source: str) -> str | None:
 
 
 def jupytext_formats(root: Path = REPO_ROOT) -> str:
-    with open(Path(root) / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["tool"]["jupytext"]["formats"]
+    return load_pyproject(root)["tool"]["jupytext"]["formats"]
 
 
 def is_myst_notebook(md_path: Path) -> bool:

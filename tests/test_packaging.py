@@ -174,8 +174,8 @@ def _imports_of(nb) -> str:
     """Every top-level import statement of the notebook's code cells, in order."""
     lines = []
     for cell in nb.cells:
-        if cell.cell_type != "code" or cell.source.lstrip().startswith(("import sys\nif \"google.colab\"",)):
-            continue
+        if cell.cell_type != "code" or bookinfo.install_url(cell.source) is not None:
+            continue  # not code, or the Colab install cell
         source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
         for node in ast.parse(source).body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):

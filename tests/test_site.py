@@ -324,8 +324,8 @@ def test_links_between_pages_reach_their_target(site):
 
 
 def test_colab_links_open_existing_notebooks(site):
-    url, branch = bookinfo.repository_url(), bookinfo.release_ref()
-    prefix = bookinfo.colab_url("", url, branch)
+    url, ref = bookinfo.repository_url(), bookinfo.release_ref()
+    prefix = bookinfo.colab_url("", url, ref)
     bad = []
     for page in PAGES:
         for href in _parse(page).links:

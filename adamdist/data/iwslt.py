@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_int, check_scalar
 from . import DataNotFoundError, data_root
 
 __all__ = [
@@ -106,9 +106,14 @@ def _missing_message(folder: Path, missing: Sequence[Path], split: str) -> str:
             f"automatically.{hint}")
 
 
+def _split_files(base: Path, split: str, bpe: bool) -> list[Path]:
+    """The two files of one split under ``base = root/iwslt14-de-en``, in :data:`LANGS` order."""
+    folder = base / "bpe10k" if bpe else base
+    return [folder / f"{split}.{lang}" for lang in LANGS]
+
+
 def _expected_files(base: Path) -> list[Path]:
-    return ([base / f"{split}.{lang}" for split in SPLITS for lang in LANGS]
-            + [base / "bpe10k" / f"{split}.{lang}" for split in SPLITS for lang in LANGS]
+    return ([p for bpe in (False, True) for split in SPLITS for p in _split_files(base, split, bpe)]
             + [base / "bpe10k" / "code"])
 
 
@@ -145,8 +150,7 @@ def prepare_iwslt14(root=None, *, fairseq=None, archive=None, timeout: float = 3
         script exits with status 0 when its download fails): the message names the
         missing files and ends with the script's last lines of output.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        raise ValueError(f"timeout must be a number of seconds in (0, inf), got {timeout!r}")
+    timeout = check_scalar(timeout, "timeout", 0.0, low_open=True)
     base = Path(data_root() if root is None else root).expanduser() / FOLDER
     env = dict(os.environ)
     for name, arg, value in (("FAIRSEQ_DIR", "fairseq", fairseq), ("IWSLT14_TGZ", "archive", archive)):
@@ -211,8 +215,8 @@ def iwslt14(split: str = "valid", *, bpe: bool = True, root=None) -> ParallelCor
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     base = Path(data_root() if root is None else root).expanduser() / FOLDER
-    folder = base / "bpe10k" if bpe else base
-    paths = [folder / f"{split}.{lang}" for lang in LANGS]
+    paths = _split_files(base, split, bpe)
+    folder = paths[0].parent
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DataNotFoundError(_missing_message(folder, missing, split))
