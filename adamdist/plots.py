@@ -2,7 +2,8 @@
 
 Every chapter calls :func:`use_book_renderer` once, at the top. Chart builders take tidy
 frames (one row per observation, one column per variable) and always label their axes,
-with units. Chapter authors: add new builders at the END of this file.
+with units. The builders are grouped by kind of chart (lines, histograms, grids), one builder
+per kind, with the options the chapters need.
 
 Needs the ``plots`` extra (``pip install "adamdist[plots]"``).
 """
@@ -21,8 +22,8 @@ from ._optional import require
 
 alt = require("altair", "plots", __name__)
 
-__all__ = ["use_book_renderer", "fit_to_column", "glue", "rows_with", "line_chart", "band_chart", "ks_chart", "small_multiples",
-           "heat_map", "share_bars", "histogram_with_density", "histogram_grid", "histogram_panels", "update_histograms"]
+__all__ = ["use_book_renderer", "fit_to_column", "glue", "rows_with", "line_chart", "band_chart", "ks_chart",
+           "binned", "histograms", "small_multiples", "heat_map", "share_bars"]
 
 RENDERER = "adamdist_book"
 CHART_CLASS = "adamdist-chart"  # _ext/offline_assets.py adds the Vega bundle to pages with it
@@ -143,6 +144,7 @@ def _fit_view(view: dict, column_px: float, datasets: dict) -> dict:
             if isinstance(inner.get("width"), (int, float)) and n * (_drawn_width(inner) + _GAP_PX) > column_px:
                 inner["width"] = max(50, int((column_px + _GAP_PX) / n - _GAP_PX - _AXIS_PX))
             view["spec"] = inner
+            return _wrap_title(view, column_px, n * (_drawn_width(inner, _PANEL_AXIS_PX) + _GAP_PX))
         return _wrap_title(view, column_px)
     width = view.get("width")
     if isinstance(width, (int, float)) and width + _AXIS_PX > column_px:
@@ -154,13 +156,18 @@ def _fit_view(view: dict, column_px: float, datasets: dict) -> dict:
 _TITLE_CHAR_PX = 6.5
 
 
-def _wrap_title(view: dict, column_px: float) -> dict:
-    """Break a title string that is wider than the view into lines (Vega-Lite: a list of strings)."""
+def _wrap_title(view: dict, column_px: float, drawn_px: float | None = None) -> dict:
+    """Break a title string that is wider than the view into lines (Vega-Lite: a list of strings).
+
+    ``drawn_px``: the view's drawn width where :func:`_drawn_width` cannot tell it (a row x
+    column facet grid, whose column count is in the data).
+    """
     title = view.get("title")
     text = title.get("text") if isinstance(title, dict) else title
     if not isinstance(text, str):
         return view
-    per_line = max(20, int(min(column_px, _drawn_width(view)) / _TITLE_CHAR_PX))
+    drawn_px = _drawn_width(view) if drawn_px is None else drawn_px
+    per_line = max(20, int(min(column_px, drawn_px) / _TITLE_CHAR_PX))
     if len(text) <= per_line:
         return view
     lines = textwrap.wrap(text, per_line)
@@ -234,81 +241,25 @@ def _color_type(series: pd.Series) -> str:
     return "O" if pd.api.types.is_numeric_dtype(series) else "N"
 
 
-def _histogram_frame(samples, bins: int | Sequence[float], value: str, group: str | None) -> pd.DataFrame:
-    if isinstance(samples, pd.DataFrame) and {"bin_start", "bin_end", "density"} <= set(samples.columns):
-        return samples
-    if isinstance(samples, pd.DataFrame):
-        frame = samples
-    else:
-        frame = pd.DataFrame({value: np.asarray(samples, dtype=float).ravel()})
-    values = frame[value].to_numpy(dtype=float)
-    values = values[np.isfinite(values)]  # edges from finite draws; infinite ones count as outside
-    # Shared edges so that the groups' bars are comparable.
-    edges = np.histogram_bin_edges(values, bins=bins)
-    parts = []
-    for key, part in (frame.groupby(group, sort=True) if group else [(None, frame)]):
-        x = part[value].to_numpy(dtype=float)
-        x = x[~np.isnan(x)]
-        counts, _ = np.histogram(x, bins=edges)
-        # Normalised by all draws, not only those inside the edges, so that a histogram
-        # cut to a window still matches the full density drawn over it.
-        density = counts / (max(len(x), 1) * np.diff(edges))
-        rows = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "density": density})
-        if group:
-            rows[group] = key
-        parts.append(rows)
-    return pd.concat(parts, ignore_index=True)
+# -- values for the text, and series to draw --------------------------------------------------
 
 
-def histogram_with_density(
-    samples,
-    density: pd.DataFrame | None = None,
-    *,
-    x_title: str,
-    y_title: str = "probability density",
-    value: str = "value",
-    group: str | None = None,
-    bins: int | Sequence[float] = 60,
-    x: str = "x",
-    y: str = "density",
-    sample_label: str = "empirical",
-    density_label: str = "theory",
-    title: str | None = None,
-    width: int = 420,
-    height: int = 260,
-) -> alt.LayerChart | alt.Chart:
-    """A density-normalised histogram with a density curve on top.
+def glue(name: str, value, display: bool = False):
+    """Store ``value`` for ``{glue}`` references in the book's text; return it.
 
-    ``samples``: a 1-D array of draws, or a tidy frame with column ``value`` (and ``group``),
-    or an already binned frame with columns ``bin_start``, ``bin_end``, ``density``.
-    Only the bins go into the chart, however many draws there are.
-    ``density``: a frame with columns ``x`` and ``y`` (and ``group``), e.g. a closed form on a grid.
-    ``x_title`` must name the variable and its unit, e.g. ``"update Δθ/λ (1)"``.
+    The book's prose quotes numbers computed on the page through MyST-NB's glue, never typed
+    by hand. Outside a book build (Colab, plain Jupyter) MyST-NB may be missing: the value
+    is then shown as the cell's output instead, so the reader still sees it.
     """
-    hist = _histogram_frame(samples, bins, value, group)
-    if group:
-        color = alt.Color(f"{group}:{_color_type(hist[group])}", title=group)
-    else:
-        hist = hist.assign(series=sample_label)
-        color = alt.Color("series:N", title=None,
-                          scale=alt.Scale(domain=[sample_label, density_label]))
-    bars = alt.Chart(hist).mark_bar(opacity=0.45, binSpacing=0).encode(
-        x=alt.X("bin_start:Q", title=x_title),
-        x2="bin_end:Q",
-        y=alt.Y("density:Q", title=y_title, stack=None),
-        y2=alt.datum(0),  # without it Vega-Lite draws ranged-x bars as thin boxes
-        color=color,
-        tooltip=[alt.Tooltip("bin_start:Q", format=".3g"), alt.Tooltip("bin_end:Q", format=".3g"),
-                 alt.Tooltip("density:Q", format=".3g")],
-    )
-    layers = [bars]
-    if density is not None:
-        curve = density if group else density.assign(series=density_label)
-        layers.append(alt.Chart(curve).mark_line(strokeWidth=2, clip=True).encode(
-            x=alt.X(f"{x}:Q", title=x_title), y=alt.Y(f"{y}:Q", title=y_title), color=color))
-    chart = alt.layer(*layers) if len(layers) > 1 else bars
-    chart = chart.properties(width=width, height=height)
-    return chart.properties(title=title) if title else chart
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        from IPython.display import display as _show
+
+        _show(f"{name} = {value!r}")
+        return value
+    _glue(name, value, display=display)
+    return value
 
 
 def rows_with(frame: pd.DataFrame, column: str, values) -> pd.DataFrame:
@@ -341,6 +292,9 @@ def rows_with(frame: pd.DataFrame, column: str, values) -> pd.DataFrame:
     return frame[frame[column].isin(values)]
 
 
+# -- lines ------------------------------------------------------------------------------------
+
+
 def line_chart(
     frame: pd.DataFrame,
     x: str,
@@ -370,41 +324,6 @@ def line_chart(
     return chart.properties(title=title) if title else chart
 
 
-# -- builders for the theory chapters -------------------------------------------------
-
-
-def glue(name: str, value, display: bool = False):
-    """Store ``value`` for ``{glue}`` references in the book's text; return it.
-
-    The book's prose quotes numbers computed on the page through MyST-NB's glue, never typed
-    by hand. Outside a book build (Colab, plain Jupyter) MyST-NB may be missing: the value
-    is then shown as the cell's output instead, so the reader still sees it.
-    """
-    try:
-        from myst_nb import glue as _glue
-    except ImportError:
-        from IPython.display import display as _show
-
-        _show(f"{name} = {value!r}")
-        return value
-    _glue(name, value, display=display)
-    return value
-
-
-def small_multiples(charts, columns: int = 3) -> alt.VConcatChart:
-    """Lay out a list of charts in rows of ``columns`` (each keeps its own axes and title).
-
-    On the book's site :func:`fit_to_column` wraps the rows further where they are wider than the column.
-    """
-    charts = list(charts)
-    if not charts:
-        raise ValueError("small_multiples needs at least one chart")
-    if not isinstance(columns, (int, np.integer)) or columns < 1:
-        raise ValueError(f"columns must be a positive integer, got {columns!r}")
-    rows = [alt.hconcat(*charts[i:i + columns]) for i in range(0, len(charts), columns)]
-    return alt.vconcat(*rows)
-
-
 def ks_chart(frame: pd.DataFrame, x: str = "step", color: str | None = None, *, x_title: str,
              band: str | None = "ks_band", title: str | None = None, width: int = 420,
              height: int = 260) -> alt.LayerChart:
@@ -423,101 +342,6 @@ def ks_chart(frame: pd.DataFrame, x: str = "step", color: str | None = None, *, 
             x=alt.X(f"{x}:Q"), y=alt.Y(f"{band}:Q"),
             tooltip=[alt.Tooltip(f"{band}:Q", format=".3g", title="99% band")]))
     chart = alt.layer(*layers)
-    return chart.properties(title=title) if title else chart
-
-
-# -- builders for the vision chapters (CIFAR-10, MNIST) --------------------------------------
-
-
-def histogram_grid(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_title: str,
-                   facet: str = "step", color: str | None = None, columns: int = 5,
-                   y_title: str = "probability density", law_label: str = "Theorem 1",
-                   x_domain: Sequence[float] | None = None, width: int = 120, height: int = 90,
-                   facet_title: str | None = "step m", title: str | None = None) -> alt.FacetChart:
-    """Binned histograms wrapped in a grid of ``columns`` panels (one per ``facet`` value), a law on top.
-
-    ``hist``: tidy bins with columns ``facet, left, right, density`` (and ``color``, e.g. a
-    seed, drawn as overlaid translucent bars); infinite (under/overflow) rows are dropped.
-    ``law``: tidy curve with columns ``facet, x, density``; panels without rows show bars only.
-    """
-    keys = [facet] + ([color] if color else [])
-    bars = hist[np.isfinite(hist["left"]) & np.isfinite(hist["right"])][keys + ["left", "right", "density"]]
-    bars = bars.assign(series=bars[color].astype(str) if color else "measured")
-    parts = [bars.assign(kind="bars")]
-    if law is not None:
-        parts.append(law[[facet, "x", "density"]].assign(series=law_label, kind="law"))
-    data = pd.concat(parts, ignore_index=True)
-    x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
-    series_title = color if color else None
-    bar_layer = alt.Chart().transform_filter(alt.datum.kind == "bars").mark_bar(
-        opacity=0.45, binSpacing=0).encode(
-        x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",
-        y=alt.Y("density:Q", title=y_title, stack=None), y2=alt.datum(0),
-        color=alt.Color("series:N", title=series_title),
-        tooltip=[alt.Tooltip("left:Q", format=".3g"), alt.Tooltip("right:Q", format=".3g"),
-                 alt.Tooltip("density:Q", format=".3g")])
-    layers = [bar_layer]
-    if law is not None:
-        layers.append(alt.Chart().transform_filter(alt.datum.kind == "law").mark_line(
-            strokeWidth=1.5, clip=True, color="black").encode(
-            x=alt.X("x:Q", scale=x_scale), y="density:Q"))
-    chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
-        facet=alt.Facet(f"{facet}:O", title=facet_title), columns=columns).resolve_scale(y="independent")
-    return chart.properties(title=title) if title else chart
-
-
-def share_bars(frame: pd.DataFrame, row: str, part: str, value: str, highlight, *, x_title: str,
-               highlight_label: str, rest_label: str, title: str | None = None, width: int = 520,
-               height: int | None = None) -> alt.Chart:
-    """One horizontal bar per ``row``, split into its ``part`` segments of length ``value``, normalised to 1.
-
-    The segments of ``part == highlight`` are coloured apart from the rest: a picture of one
-    term's share of a sum (chapter 2: the newest squared gradient's share :math:`K` of
-    :math:`\\sum_i X_i^2`, eq. 15). Negative or non-finite values raise ``ValueError``.
-    """
-    values = frame[value].to_numpy(dtype=float)
-    if not np.isfinite(values).all() or (values < 0).any():
-        raise ValueError(f"share_bars: {value!r} must be finite and non-negative")
-    total = frame.groupby(row, sort=False)[value].transform("sum")
-    if (total <= 0).any():
-        raise ValueError(f"share_bars: every {row!r} needs a positive total")
-    data = frame.assign(share=frame[value] / total,
-                        kind=np.where(frame[part] == highlight, highlight_label, rest_label))
-    rows = list(dict.fromkeys(frame[row].tolist()))
-    chart = alt.Chart(data).mark_bar(stroke="white", strokeWidth=1).encode(
-        x=alt.X("sum(share):Q", title=x_title, scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y(f"{row}:N", title=None, sort=rows),
-        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=[highlight_label, rest_label],
-                                                              range=["darkorange", "lightsteelblue"])),
-        order=alt.Order(f"{part}:O", sort="descending"),
-        tooltip=[alt.Tooltip(f"{row}:N"), alt.Tooltip(f"{part}:O"), alt.Tooltip("share:Q", format=".3f")],
-    ).properties(width=width, height=height if height is not None else 26 * len(rows))
-    return chart.properties(title=title) if title else chart
-
-
-def heat_map(frame: pd.DataFrame, x: str, y: str, value: str, *, x_title: str, y_title: str | None,
-             value_title: str, domain: Sequence[float] = (0.0, 1.0), title: str | None = None,
-             width: int = 520, height: int | None = None) -> alt.Chart:
-    """One cell per (``x``, ``y``) coloured by ``value`` on a fixed ``domain``, e.g. architecture x step.
-
-    ``x`` is drawn as ordered (steps), ``y`` as categories in the order of first appearance in
-    ``frame``. A missing cell stays blank, so a (``x``, ``y``) pair without data is visible as such;
-    duplicate pairs raise ``ValueError`` (a cell would hide one of them).
-    """
-    for column in (x, y, value):
-        if column not in frame.columns:
-            raise ValueError(f"heat_map: frame has no column {column!r}; columns are {list(frame.columns)}")
-    if frame.duplicated([x, y]).any():
-        raise ValueError(f"heat_map: several rows share an ({x}, {y}) pair; aggregate them first")
-    order = list(dict.fromkeys(frame[y].tolist()))
-    rows = len(order)
-    chart = alt.Chart(frame).mark_rect().encode(
-        x=alt.X(f"{x}:O", title=x_title),
-        y=alt.Y(f"{y}:N", title=y_title, sort=order),
-        color=alt.Color(f"{value}:Q", title=value_title, scale=alt.Scale(domain=list(domain), scheme="viridis"),
-                        legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=min(width, 300))),
-        tooltip=[alt.Tooltip(f"{y}:N"), alt.Tooltip(f"{x}:O"), alt.Tooltip(f"{value}:Q", format=".2f")],
-    ).properties(width=width, height=height if height is not None else 22 * rows)
     return chart.properties(title=title) if title else chart
 
 
@@ -548,82 +372,231 @@ def band_chart(frame: pd.DataFrame, x: str, y: str, low: str, high: str, color: 
     return chart.properties(title=title) if title else chart
 
 
-# -- builders for the transformer chapter ---------------------------------------------------
+# -- histograms -----------------------------------------------------------------------------------
 
 
-def histogram_panels(hist: pd.DataFrame, modes: pd.DataFrame | None = None, *, panel: str = "step",
-                     x_title: str, y_title: str = "probability density", columns: int = 5,
-                     width: int = 150, height: int = 110, x_domain: Sequence[float] | None = None,
-                     log_y: bool = False) -> alt.VConcatChart:
-    """One binned histogram per value of ``panel`` (e.g. per step), with located modes marked.
+def binned(samples, bins: int | Sequence[float] = 60, *, value: str = "value",
+           group: str | None = None) -> pd.DataFrame:
+    """Tidy density-normalised bins of raw draws: columns ``left, right, density`` (and ``group``).
 
-    ``hist``: tidy bins with columns ``panel, left, right, density`` (as
-    :meth:`adamdist.results.UpdateStats.to_frame` ``("hist")`` gives, under/overflow rows
-    dropped). ``modes``: optional rows ``panel, location`` drawn as vertical red rules,
-    so that the reader can check each counted peak against the bars.
+    ``samples``: a 1-D array of draws, or a frame with column ``value`` (and ``group``).
+    The groups share one set of edges, so their bars are comparable. Each group's densities
+    are normalised by all of its draws, not only those inside the edges, so that a histogram
+    cut to a window still matches the full density drawn over it. Non-finite draws count as
+    outside every bin.
+
+    Examples
+    --------
+    >>> bins = binned([0.1, 0.2, 0.7, 5.0], bins=[0.0, 0.5, 1.0])
+    >>> bins.to_dict("list")
+    {'left': [0.0, 0.5], 'right': [0.5, 1.0], 'density': [1.0, 0.5]}
     """
-    charts = []
-    x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
-    y_scale = alt.Scale(type="symlog") if log_y else alt.Undefined
-    for key, part in hist.groupby(panel, sort=True):
-        bars = alt.Chart(part).mark_bar(binSpacing=0, opacity=0.7).encode(
-            x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",
-            y=alt.Y("density:Q", title=y_title, scale=y_scale), y2=alt.datum(0),
-            tooltip=[alt.Tooltip("left:Q", format=".3g"), alt.Tooltip("right:Q", format=".3g"),
-                     alt.Tooltip("density:Q", format=".3g")])
-        layers = [bars]
-        if modes is not None:
-            m = modes[modes[panel] == key]
-            if len(m):
-                layers.append(alt.Chart(m).mark_rule(color="firebrick", strokeDash=[3, 2]).encode(
-                    x=alt.X("location:Q", scale=x_scale),
-                    tooltip=[alt.Tooltip("location:Q", format=".3g", title="mode at")]))
-        n_modes = 0 if modes is None else int((modes[panel] == key).sum())
-        title = f"{panel} {key}" + ("" if modes is None else f": {n_modes} modes")
-        charts.append(alt.layer(*layers).properties(width=width, height=height, title=title))
-    return small_multiples(charts, columns=columns)
+    frame = samples if isinstance(samples, pd.DataFrame) else pd.DataFrame(
+        {value: np.asarray(samples, dtype=float).ravel()})
+    for column in [value] + ([group] if group else []):
+        if column not in frame.columns:
+            raise ValueError(f"binned: samples have no column {column!r}; columns are {list(frame.columns)}")
+    values = frame[value].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if isinstance(bins, (int, np.integer)) and not finite.size:
+        raise ValueError("binned: samples have no finite value to place the bins on")
+    edges = np.histogram_bin_edges(finite, bins=bins)
+    parts = []
+    for key, part in (frame.groupby(group, sort=True) if group else [(None, frame)]):
+        x = part[value].to_numpy(dtype=float)
+        x = x[~np.isnan(x)]
+        counts, _ = np.histogram(x[np.isfinite(x)], bins=edges)
+        rows = pd.DataFrame({"left": edges[:-1], "right": edges[1:],
+                             "density": counts / (max(len(x), 1) * np.diff(edges))})
+        if group:
+            rows[group] = key
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
 
 
-# -- builders for the "what shapes the update distribution" chapter -------------------------
+def histograms(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_title: str,
+               facet: str | None = None, row: str | None = None, color: str | None = None,
+               modes: pd.DataFrame | None = None, columns: int = 5,
+               y_title: str = "probability density", sample_label: str = "measured",
+               law_label: str = "law", facet_title: str | None = None,
+               x_domain: Sequence[float] | None = None, independent_y: bool = True,
+               width: int | None = None, height: int | None = None,
+               title: str | None = None) -> alt.LayerChart | alt.FacetChart:
+    """Density histograms with a law drawn over them: one view, or one panel per ``facet`` value.
 
+    The one builder for every histogram-plus-law figure of the book.
 
-def update_histograms(hist: pd.DataFrame, law: pd.DataFrame | None = None, *, x_title: str,
-                      column: str = "step", row: str | None = None,
-                      y_title: str = "probability density", sample_label: str = "simulation",
-                      law_label: str = "exact law", x_domain: Sequence[float] | None = None,
-                      independent_y: bool = True, width: int = 130, height: int = 110,
-                      title: str | None = None) -> alt.FacetChart:
-    """Histograms of simulated updates, one panel per ``column`` (and ``row``), a law on top.
+    Parameters
+    ----------
+    hist : DataFrame
+        Tidy bins: columns ``left, right, density`` plus the ``facet``/``row``/``color``
+        columns in use, as :meth:`adamdist.results.UpdateStats.to_frame` ``("hist")`` or
+        :func:`binned` give them. Infinite (under/overflow) rows are dropped; their mass
+        still counts in the densities.
+    law : DataFrame, optional
+        Tidy curve with columns ``x, density`` (and the facet columns; a panel without rows
+        shows bars only). Drawn black when ``color`` is given and ``law`` lacks that column,
+        otherwise coloured as its own legend entry ``law_label``.
+    facet, row : str, optional
+        No ``facet``: a single view. ``facet`` alone: panels wrapped into ``columns`` per
+        row. ``facet`` and ``row``: a grid of ``row`` x ``facet``.
+    color : str, optional
+        Column of ``hist`` whose values are overlaid as translucent bars (e.g. seeds);
+        without it the bars are the single series ``sample_label``.
+    modes : DataFrame, optional
+        Rows ``facet, location``: located modes, drawn as dashed red rules, their count in
+        each panel's header, so that a reader can check every counted peak against the bars.
+    x_domain : pair of float, optional
+        Shared x range; bars and curves outside it are clipped to the frame.
+    width, height : int, optional
+        Size of one panel (default 420 x 260 for a single view, 130 x 110 per panel).
 
-    ``hist``: tidy bins as :meth:`adamdist.results.UpdateStats.to_frame` ``("hist")`` gives
-    (columns ``left, right, density`` plus the facet columns); the under/overflow rows are
-    dropped here, their mass still counts in the densities. ``law``: optional tidy curve
-    with columns ``x, density`` and the facet columns (e.g. an exact density on a grid);
-    panels without rows in ``law`` show bars only.
+    A requested ``facet``/``row``/``color`` column missing from ``hist``, or ``modes``
+    without ``facet``, raise ``ValueError``.
     """
-    keys = [c for c in (column, row) if c is not None]
-    bars = hist[np.isfinite(hist["left"]) & np.isfinite(hist["right"])]
-    parts = [bars[keys + ["left", "right", "density"]].assign(series=sample_label)]
+    keys = [c for c in (facet, row, color) if c is not None]
+    for name, frame, need in (("hist", hist, keys + ["left", "right", "density"]),
+                              ("law", law, [c for c in (facet, row) if c] + ["x", "density"]),
+                              ("modes", modes, [facet, "location"])):
+        if frame is None:
+            continue
+        missing = [c for c in need if c is None or c not in frame.columns]
+        if missing:
+            raise ValueError(f"histograms: {name} lacks column(s) {missing}"
+                             + ("; modes need a facet" if name == "modes" and facet is None else ""))
+    if row is not None and facet is None:
+        raise ValueError("histograms: row needs facet (the column of the grid)")
+    if row is not None and modes is not None:
+        raise ValueError("histograms: modes are drawn per facet panel; pass no row with them")
+    single = facet is None
+    width = width if width is not None else (420 if single else 130)
+    height = height if height is not None else (260 if single else 110)
+
+    bars = hist[np.isfinite(hist["left"]) & np.isfinite(hist["right"])][keys + ["left", "right", "density"]]
+    bars = bars.assign(series=bars[color].astype(str) if color else sample_label, kind="bars")
+    parts = [bars]
+    curve_colored = law is not None and (color is None or color in law.columns)
     if law is not None:
-        parts.append(law[keys + ["x", "density"]].assign(series=law_label))
+        law_keys = [c for c in (facet, row) if c] + ([color] if color and color in law.columns else [])
+        parts.append(law[law_keys + ["x", "density"]].assign(
+            series=law[color].astype(str) if color and color in law.columns else law_label, kind="law"))
+    panel = facet
+    if modes is not None:
+        parts.append(modes[[facet, "location"]].assign(kind="mode"))
+        # The header carries the count, so the panels are keyed by a label in the facet's order.
+        counts = modes.groupby(facet).size()
+        order = sorted(hist[facet].unique())
+        labels = {k: f"{facet} {k}: {int(counts.get(k, 0))} modes" for k in order}
+        parts = [p.assign(panel=p[facet].map(labels)) for p in parts]
+        panel = "panel"
     data = pd.concat(parts, ignore_index=True)
+
     x_scale = alt.Scale(domain=list(x_domain)) if x_domain is not None else alt.Undefined
-    domain = [sample_label] if law is None else [sample_label, law_label]
-    color = alt.Color("series:N", title=None, scale=alt.Scale(domain=domain))
-    bar_layer = alt.Chart().transform_filter(alt.datum.series == sample_label).mark_bar(
-        opacity=0.5, binSpacing=0).encode(
+    if color:
+        domain = alt.Undefined
+    else:
+        domain = [sample_label] + ([law_label] if law is not None else [])
+    series = alt.Color("series:N", title=color, scale=alt.Scale(domain=domain))
+    layers = [alt.Chart().transform_filter(alt.datum.kind == "bars").mark_bar(
+        opacity=0.45, binSpacing=0, clip=True).encode(
         x=alt.X("left:Q", title=x_title, scale=x_scale), x2="right:Q",
-        y=alt.Y("density:Q", title=y_title, stack=None), y2=alt.datum(0), color=color,
+        y=alt.Y("density:Q", title=y_title, stack=None), y2=alt.datum(0), color=series,
         tooltip=[alt.Tooltip("left:Q", format=".3g"), alt.Tooltip("right:Q", format=".3g"),
-                 alt.Tooltip("density:Q", format=".3g")])
-    layers = [bar_layer]
+                 alt.Tooltip("density:Q", format=".3g")])]
     if law is not None:
-        layers.append(alt.Chart().transform_filter(alt.datum.series == law_label).mark_line(
-            strokeWidth=1.5, clip=True).encode(x=alt.X("x:Q", scale=x_scale), y="density:Q", color=color))
-    facet = {"column": alt.Column(f"{column}:O", title=column)}
-    if row is not None:
-        facet["row"] = alt.Row(f"{row}:N", title=None)
-    chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(**facet)
-    if independent_y:
-        chart = chart.resolve_scale(y="independent")
+        line = alt.Chart().transform_filter(alt.datum.kind == "law")
+        line = (line.mark_line(strokeWidth=1.5, clip=True) if curve_colored
+                else line.mark_line(strokeWidth=1.5, clip=True, color="black"))
+        encoding = dict(x=alt.X("x:Q", scale=x_scale), y="density:Q")
+        layers.append(line.encode(**encoding, color=series) if curve_colored else line.encode(**encoding))
+    if modes is not None:
+        layers.append(alt.Chart().transform_filter(alt.datum.kind == "mode").mark_rule(
+            color="firebrick", strokeDash=[3, 2], clip=True).encode(
+            x=alt.X("location:Q", scale=x_scale),
+            tooltip=[alt.Tooltip("location:Q", format=".3g", title="mode at")]))
+    chart = alt.layer(*layers, data=data).properties(width=width, height=height)
+    if not single:
+        if modes is not None:
+            field, header_title, sort = f"{panel}:N", facet_title, list(labels.values())
+        else:
+            field, header_title, sort = f"{facet}:O", facet if facet_title is None else facet_title, alt.Undefined
+        if row is None:
+            chart = chart.facet(facet=alt.Facet(field, title=header_title, sort=sort), columns=columns)
+        else:
+            chart = chart.facet(column=alt.Column(field, title=header_title, sort=sort),
+                                row=alt.Row(f"{row}:N", title=None))
+        if independent_y:
+            chart = chart.resolve_scale(y="independent")
+    return chart.properties(title=title) if title else chart
+
+
+# -- grids and layouts ------------------------------------------------------------------------
+
+
+def small_multiples(charts, columns: int = 3) -> alt.VConcatChart:
+    """Lay out a list of charts in rows of ``columns`` (each keeps its own axes and title).
+
+    On the book's site :func:`fit_to_column` wraps the rows further where they are wider than the column.
+    """
+    charts = list(charts)
+    if not charts:
+        raise ValueError("small_multiples needs at least one chart")
+    if not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise ValueError(f"columns must be a positive integer, got {columns!r}")
+    rows = [alt.hconcat(*charts[i:i + columns]) for i in range(0, len(charts), columns)]
+    return alt.vconcat(*rows)
+
+
+def heat_map(frame: pd.DataFrame, x: str, y: str, value: str, *, x_title: str, y_title: str | None,
+             value_title: str, domain: Sequence[float] = (0.0, 1.0), title: str | None = None,
+             width: int = 520, height: int | None = None) -> alt.Chart:
+    """One cell per (``x``, ``y``) coloured by ``value`` on a fixed ``domain``, e.g. architecture x step.
+
+    ``x`` is drawn as ordered (steps), ``y`` as categories in the order of first appearance in
+    ``frame``. A missing cell stays blank, so a (``x``, ``y``) pair without data is visible as such;
+    duplicate pairs raise ``ValueError`` (a cell would hide one of them).
+    """
+    for column in (x, y, value):
+        if column not in frame.columns:
+            raise ValueError(f"heat_map: frame has no column {column!r}; columns are {list(frame.columns)}")
+    if frame.duplicated([x, y]).any():
+        raise ValueError(f"heat_map: several rows share an ({x}, {y}) pair; aggregate them first")
+    order = list(dict.fromkeys(frame[y].tolist()))
+    rows = len(order)
+    chart = alt.Chart(frame).mark_rect().encode(
+        x=alt.X(f"{x}:O", title=x_title),
+        y=alt.Y(f"{y}:N", title=y_title, sort=order),
+        color=alt.Color(f"{value}:Q", title=value_title, scale=alt.Scale(domain=list(domain), scheme="viridis"),
+                        legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=min(width, 300))),
+        tooltip=[alt.Tooltip(f"{y}:N"), alt.Tooltip(f"{x}:O"), alt.Tooltip(f"{value}:Q", format=".2f")],
+    ).properties(width=width, height=height if height is not None else 22 * rows)
+    return chart.properties(title=title) if title else chart
+
+
+def share_bars(frame: pd.DataFrame, row: str, part: str, value: str, highlight, *, x_title: str,
+               highlight_label: str, rest_label: str, title: str | None = None, width: int = 520,
+               height: int | None = None) -> alt.Chart:
+    """One horizontal bar per ``row``, split into its ``part`` segments of length ``value``, normalised to 1.
+
+    The segments of ``part == highlight`` are coloured apart from the rest: a picture of one
+    term's share of a sum (chapter 2: the newest squared gradient's share :math:`K` of
+    :math:`\\sum_i X_i^2`, eq. 15). Negative or non-finite values raise ``ValueError``.
+    """
+    values = frame[value].to_numpy(dtype=float)
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"share_bars: {value!r} must be finite and non-negative")
+    total = frame.groupby(row, sort=False)[value].transform("sum")
+    if (total <= 0).any():
+        raise ValueError(f"share_bars: every {row!r} needs a positive total")
+    data = frame.assign(share=frame[value] / total,
+                        kind=np.where(frame[part] == highlight, highlight_label, rest_label))
+    rows = list(dict.fromkeys(frame[row].tolist()))
+    chart = alt.Chart(data).mark_bar(stroke="white", strokeWidth=1).encode(
+        x=alt.X("sum(share):Q", title=x_title, scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y(f"{row}:N", title=None, sort=rows),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=[highlight_label, rest_label],
+                                                              range=["darkorange", "lightsteelblue"])),
+        order=alt.Order(f"{part}:O", sort="descending"),
+        tooltip=[alt.Tooltip(f"{row}:N"), alt.Tooltip(f"{part}:O"), alt.Tooltip("share:Q", format=".3f")],
+    ).properties(width=width, height=height if height is not None else 26 * len(rows))
     return chart.properties(title=title) if title else chart

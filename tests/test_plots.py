@@ -38,28 +38,89 @@ def test_script_json_cannot_close_the_script_tag():
     assert "</script>" not in plots._script_json({"title": "</script><b>"})
 
 
-def test_histogram_with_density_bins_samples_into_a_density():
+def _values(spec):
+    (values,) = spec["datasets"].values()
+    return pd.DataFrame(values)
+
+
+def test_binned_normalises_by_all_draws_on_shared_edges():
     rng = np.random.default_rng(1)
     draws = rng.normal(size=4000)
-    grid = np.linspace(-4, 4, 50)
-    density = pd.DataFrame({"x": grid, "density": np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi)})
-    chart = plots.histogram_with_density(draws, density, x_title="update (1)", bins=np.linspace(-2, 2, 21))
-    spec = chart.to_dict()
-    bars = next(v for v in spec["datasets"].values() if "bin_start" in v[0])
-    widths = np.array([r["bin_end"] - r["bin_start"] for r in bars])
-    mass = float(np.sum(widths * [r["density"] for r in bars]))
+    bins = plots.binned(draws, bins=np.linspace(-2, 2, 21))
+    mass = float(np.sum((bins.right - bins.left) * bins.density))
     # normalised by all draws: the mass in [-2, 2] is P(|Z| < 2), not 1
     assert mass == pytest.approx(np.mean(np.abs(draws) < 2), abs=1e-12)
-    titles = {layer["encoding"]["x"].get("title") for layer in spec["layer"]}
-    assert titles == {"update (1)"}
+    frame = pd.DataFrame({"value": np.r_[np.zeros(10), np.ones(9), np.nan], "step": [1] * 10 + [2] * 10})
+    grouped = plots.binned(frame, bins=4, group="step")
+    assert set(grouped.step) == {1, 2}
+    edges = grouped.groupby("step").left.apply(list)
+    assert edges[1] == edges[2]  # the groups share their edges
+    # NaN is no draw; +-inf is a draw outside every bin
+    assert float(((grouped.right - grouped.left) * grouped.density)[grouped.step == 2].sum()) == pytest.approx(1.0)
+    with_inf = plots.binned([0.0, 0.5, np.inf, -np.inf], bins=[0.0, 1.0])
+    assert with_inf.density.tolist() == [0.5]
+    with pytest.raises(ValueError, match="no column 'u'"):
+        plots.binned(frame, value="u")
+    with pytest.raises(ValueError, match="no finite value"):
+        plots.binned([np.nan, np.inf], bins=10)
 
 
-def test_histogram_with_density_accepts_groups_and_binned_frames():
-    frame = pd.DataFrame({"value": np.r_[np.zeros(10), np.ones(10)], "step": [1] * 10 + [2] * 10})
-    spec = plots.histogram_with_density(frame, group="step", x_title="u (1)", bins=4).to_dict()
-    assert spec["encoding"]["color"]["field"] == "step"
-    binned = pd.DataFrame({"bin_start": [0.0, 1.0], "bin_end": [1.0, 2.0], "density": [0.5, 0.5]})
-    assert plots.histogram_with_density(binned, x_title="u (1)").to_dict()["mark"]["type"] == "bar"
+def test_histograms_single_view_draws_bars_and_the_law_with_a_legend():
+    grid = np.linspace(-4, 4, 50)
+    law = pd.DataFrame({"x": grid, "density": np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi)})
+    bins = plots.binned(np.random.default_rng(0).normal(size=500), bins=20)
+    spec = plots.histograms(bins, law, x_title="update (1)", sample_label="simulated", law_label="eq. (6)",
+                            title="m = 2").to_dict()
+    assert "facet" not in spec and spec["title"] == "m = 2"
+    bars, curve = spec["layer"]
+    assert bars["mark"]["type"] == "bar" and curve["mark"]["type"] == "line" and curve["mark"]["clip"]
+    assert bars["encoding"]["x"]["title"] == "update (1)"
+    assert bars["encoding"]["y"]["title"] == "probability density"
+    assert bars["encoding"]["color"]["scale"]["domain"] == ["simulated", "eq. (6)"]
+    values = _values(spec)
+    assert set(values.kind) == {"bars", "law"} and len(values[values.kind == "bars"]) == 20
+    bare = plots.histograms(bins, x_title="u (1)").to_dict()
+    assert bare["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["measured"]
+
+
+def test_histograms_facets_wrap_or_grid_and_drop_overflow_rows():
+    hist = pd.DataFrame({"step": [1, 1, 1, 2, 2, 3], "case": "iid", "left": [-np.inf, 0, 1, 0, 1, 0],
+                         "right": [0, 1, 2, 1, 2, 1], "density": [0.1, 0.5, 0.4, 0.2, 0.8, 1.0]})
+    law = pd.DataFrame({"step": 2, "case": "iid", "x": [0.0, 0.5], "density": [0.3, 0.4]})
+    wrapped = plots.histograms(hist, law, facet="step", facet_title="step m", columns=2, x_title="u (1)",
+                               x_domain=[-1, 3]).to_dict()
+    assert wrapped["facet"]["field"] == "step" and wrapped["columns"] == 2
+    assert wrapped["facet"]["title"] == "step m" and wrapped["resolve"]["scale"]["y"] == "independent"
+    assert wrapped["spec"]["layer"][0]["encoding"]["x"]["scale"]["domain"] == [-1, 3]
+    values = _values(wrapped)
+    assert np.isfinite(values.loc[values.kind == "bars", "left"]).all()  # under/overflow rows dropped
+    grid = plots.histograms(hist, law, facet="step", row="case", x_title="u (1)", independent_y=False).to_dict()
+    assert grid["facet"]["column"]["field"] == "step" and grid["facet"]["row"]["field"] == "case"
+    assert "resolve" not in grid
+    with pytest.raises(ValueError, match="row needs facet"):
+        plots.histograms(hist, row="case", x_title="u (1)")
+    with pytest.raises(ValueError, match=r"hist lacks column\(s\) \['seed'\]"):
+        plots.histograms(hist, facet="step", color="seed", x_title="u (1)")
+    with pytest.raises(ValueError, match="law lacks"):
+        plots.histograms(hist, law.drop(columns="x"), facet="step", x_title="u (1)")
+
+
+def test_histograms_overlay_colours_and_mark_located_modes():
+    hist = pd.DataFrame({"step": [1, 1, 2, 2], "seed": [0, 1, 0, 1], "left": 0.0, "right": 1.0,
+                         "density": [1.0, 0.9, 1.1, 1.0]})
+    law = pd.DataFrame({"step": [1, 2], "x": [0.5, 0.5], "density": [1.0, 1.0]})
+    spec = plots.histograms(hist, law, facet="step", color="seed", x_title="u (1)").to_dict()
+    bars, curve = spec["spec"]["layer"]
+    assert bars["encoding"]["color"]["title"] == "seed" and curve["mark"]["color"] == "black"
+    assert set(_values(spec).query("kind == 'bars'").series) == {"0", "1"}
+    modes = pd.DataFrame({"step": [1, 2, 2], "location": [0.2, 0.3, 0.7]})
+    marked = plots.histograms(hist, facet="step", modes=modes, columns=2, x_title="u (1)").to_dict()
+    assert marked["facet"]["sort"] == ["step 1: 1 modes", "step 2: 2 modes"]
+    rule = marked["spec"]["layer"][-1]
+    assert rule["mark"]["type"] == "rule" and rule["encoding"]["x"]["field"] == "location"
+    assert len(_values(marked).query("kind == 'mode'")) == 3
+    with pytest.raises(ValueError, match="modes need a facet"):
+        plots.histograms(hist, modes=modes, x_title="u (1)")
 
 
 def test_line_chart_labels_axes_and_scales():
@@ -119,9 +180,11 @@ def test_fit_to_column_wraps_narrows_and_moves_legends():
     assert plots._drawn_width(wide) <= plots.COLUMN_PX
     # a wrapped facet grid keeps as many columns as fit; a one-row facet becomes a wrapped one
     hist = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "left": 0.0, "right": 1.0, "density": 1.0})
-    grid = plots.fit_to_column(plots.histogram_grid(hist, x_title="u (1)", columns=6, width=120).to_dict())
+    grid = plots.fit_to_column(plots.histograms(hist, facet="step", x_title="u (1)", columns=6, width=120).to_dict())
     assert 1 <= grid["columns"] < 6 and plots._drawn_width(grid) <= plots.COLUMN_PX
-    row = plots.fit_to_column(plots.update_histograms(hist, x_title="u (1)").to_dict())
+    row = alt.Chart(hist).mark_bar().encode(x="left:Q", y="density:Q").properties(width=130).facet(
+        column="step:O")
+    row = plots.fit_to_column(row.to_dict())
     assert row["facet"]["field"] == "step" and plots._drawn_width(row) <= plots.COLUMN_PX
     # a long title is broken into lines instead of widening the chart
     titled = plots.fit_to_column(line.properties(title="word " * 60).to_dict())
@@ -182,14 +245,11 @@ def test_band_and_ks_charts_draw_their_layers():
     assert "sup|F_n" in chart["layer"][0]["encoding"]["y"]["title"]
 
 
-def test_histogram_panels_and_small_multiples_lay_out_one_chart_per_panel():
-    hist = pd.DataFrame({"step": [1, 1, 2, 2, 3], "left": [0, 1, 0, 1, 0], "right": [1, 2, 1, 2, 1],
-                         "density": [0.5, 0.5, 0.2, 0.8, 1.0]})
-    modes = pd.DataFrame({"step": [1, 2], "location": [0.5, 1.5]})
-    spec = plots.histogram_panels(hist, modes, x_title="u (1)", columns=2).to_dict()
-    rows = spec["vconcat"]
+def test_small_multiples_lays_out_rows_of_charts():
+    hist = pd.DataFrame({"left": [0, 1, 0], "density": [0.5, 0.5, 0.2]})
+    one = plots.line_chart(hist, "left", "density", x_title="x (1)", y_title="y (1)")
+    rows = plots.small_multiples([one, one, one], columns=2).to_dict()["vconcat"]
     assert [len(r["hconcat"]) for r in rows] == [2, 1]
-    assert rows[0]["hconcat"][0]["title"] == "step 1: 1 modes"
     with pytest.raises(ValueError, match="at least one"):
         plots.small_multiples([], columns=2)
     with pytest.raises(ValueError, match="columns"):

@@ -294,21 +294,21 @@ def test_runs_on_cuda():
     assert (compare_with_law(c).ks < compare_with_law(c).ks_band).all()
 
 
-def test_update_histograms_chart():
+def test_recorded_histograms_chart_without_overflow_rows():
     pytest.importorskip("altair")
     import pandas as pd
 
-    from adamdist.plots import update_histograms
+    from adamdist.plots import histograms
 
     stats = run("average", n=2000, steps=3, edges=default_edges(3.0, 30))
     hist = stats.to_frame("hist").assign(case="iid")
     law = pd.DataFrame({"step": 2, "case": "iid", "x": [0.0, 0.5], "density": [0.3, 0.4]})
-    spec = update_histograms(hist, law, row="case", x_title="update u (1)").to_dict()
+    spec = histograms(hist, law, facet="step", row="case", x_title="update u (1)", sample_label="simulation",
+                      law_label="exact law").to_dict()
     values = spec["datasets"][next(iter(spec["datasets"]))]
     assert {v["series"] for v in values} == {"simulation", "exact law"}
     assert all(np.isfinite(v["left"]) for v in values if v["series"] == "simulation")  # no under/overflow rows
-    bare = update_histograms(hist, x_title="update u (1)").to_dict()
-    assert bare["spec"]["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["simulation"]
+    assert sum(v["series"] == "simulation" for v in values) == 3 * 30
 
 
 def test_adam_with_momentum_matches_exact_law():
