@@ -460,6 +460,11 @@ class UpdateRecorder:
         return tuple(t.name for t in self._tracked)
 
     @property
+    def completed_steps(self) -> int:
+        """Optimizer steps completed since :meth:`attach` (recorded or not; a step that raised is not one)."""
+        return self._step - (1 if self._pending else 0)
+
+    @property
     def sample_indices(self) -> dict:
         """Global flat indices (into ``param.view(-1)``) of the sampled coordinates, per name."""
         return {t.name: t.sample_global.copy() for t in self._tracked}

@@ -235,6 +235,21 @@ class UpdateStats:
         except ValueError:
             raise ValueError(f"name {name!r} is not in this result; names are {list(self.names)}") from None
 
+    # -- export -------------------------------------------------------------
+    def to_tensorboard(self, writer_or_logdir, tag: str = "updates", *, step_offset: int = 0) -> int:
+        """Every step's histogram (our bins) and moments to TensorBoard: see
+        :func:`adamdist.integrations.tensorboard.to_tensorboard` (needs ``adamdist[tensorboard]``)."""
+        from .integrations.tensorboard import to_tensorboard
+
+        return to_tensorboard(self, writer_or_logdir, tag, step_offset=step_offset)
+
+    def to_wandb(self, run=None, tag: str = "updates", *, step_offset: int = 0) -> int:
+        """Every step's histogram (our bins) and moments to a W&B run: see
+        :func:`adamdist.integrations.wandb.to_wandb` (needs ``adamdist[wandb]``)."""
+        from .integrations.wandb import to_wandb
+
+        return to_wandb(self, run, tag, step_offset=step_offset)
+
     # -- persistence --------------------------------------------------------
     def save(self, path) -> None:
         """Write to one ``.npz`` file (arrays plus JSON metadata), atomically.

@@ -98,7 +98,8 @@ BLOCK_OPTIONAL = """
 import importlib.abc, sys
 class _Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"torch", "torchvision", "altair"}:
+        if name.split(".")[0] in {"torch", "torchvision", "altair", "lightning", "transformers", "tensorboard",
+                                  "wandb"}:
             raise ImportError(f"{name} is not installed (blocked by the test)")
 sys.meta_path.insert(0, _Refuse())
 """
@@ -123,7 +124,9 @@ print("ok", adamdist.__version__)
 
 
 @pytest.mark.parametrize("module, extra", [("capture", "torch"), ("simulate", "torch"), ("optim", "torch"),
-                                           ("plots", "plots")])
+                                           ("plots", "plots"), ("integrations.lightning", "lightning"),
+                                           ("integrations.hf", "hf"), ("integrations.tensorboard", "tensorboard"),
+                                           ("integrations.wandb", "wandb")])
 def test_without_its_extra_a_module_says_what_to_install(module, extra, installed, tmp_path):
     code = BLOCK_OPTIONAL + f"""
 sys.path.insert(0, {str(installed)!r})
