@@ -26,9 +26,9 @@ COLAB = "https://colab.research.google.com/github"
 INSTALL_CELL_TEMPLATE = '''\
 import sys
 if "google.colab" in sys.modules:  # Colab: install this book's package
-    %pip install -q "adamdist[torch,plots] @ git+{url}@{ref}"'''
+    %pip install -q "adamdist[book] @ git+{url}@{ref}"'''
 INSTALL_CELL_TAG = "remove-cell"
-_INSTALL_URL = re.compile(r'"adamdist\[torch,plots\] @ git\+(?P<url>[^"@]+?)(?:@(?P<ref>[^"]+))?"')
+_INSTALL_URL = re.compile(r'"adamdist\[book\] @ git\+(?P<url>[^"@]+?)(?:@(?P<ref>[^"]+))?"')
 _GITHUB = re.compile(r"^https://github\.com/(?P<slug>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 
 

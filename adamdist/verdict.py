@@ -191,11 +191,20 @@ def measured_scale(stats: UpdateStats) -> dict:
 
 
 def _betas(stats, beta1, beta2):
-    config = stats.metadata.get("config", {})
+    # an experiment states its config, a simulation its betas; a recorder keeps the optimizer's param groups
+    config = dict(stats.metadata.get("config", {}))
+    if "beta2" not in config and "beta2" in stats.metadata:
+        config = {"beta1": stats.metadata.get("beta1", 0.0), "beta2": stats.metadata["beta2"]}
+    groups = stats.metadata.get("hyperparameters") or []
+    betas = {tuple(g["betas"]) for g in groups if isinstance(g, dict) and "betas" in g}
+    if "beta2" not in config and len(betas) == 1:
+        config.setdefault("beta1", betas.copy().pop()[0])
+        config["beta2"] = betas.pop()[1]
     b1 = config.get("beta1", 0.0) if beta1 is None else beta1
     b2 = config.get("beta2") if beta2 is None else beta2
     if b2 is None:
-        raise ValueError("beta2 is not in the run's metadata['config']: pass beta2")
+        raise ValueError("beta2 is not in the run's metadata (its 'config', a simulation's 'beta2', or one pair "
+                         "of betas in its recorded param groups): pass beta2")
     return float(b1), float(b2)
 
 

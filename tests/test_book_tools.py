@@ -79,7 +79,7 @@ def test_sync_rewrites_install_cells_to_this_versions_tag(book):
 
 
 def test_install_ref_is_none_for_a_moving_branch():
-    cell = 'import sys\nif "google.colab" in sys.modules:\n    %pip install -q "adamdist[torch,plots] @ git+https://github.com/o/r"'
+    cell = 'import sys\nif "google.colab" in sys.modules:\n    %pip install -q "adamdist[book] @ git+https://github.com/o/r"'
     assert bookinfo.install_url(cell) == "https://github.com/o/r"
     assert bookinfo.install_ref(cell) is None
 

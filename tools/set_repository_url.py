@@ -35,7 +35,7 @@ def set_repository_url(root: Path, new: str | None = None) -> list[Path]:
     ref = bookinfo.release_ref(root)
     # Not followed by a name character: https://github.com/x/adamdist must not also match
     # https://github.com/x/adamdist-data. An install cell's "@<ref>" is replaced as a whole.
-    install = re.compile(r"(adamdist\[torch,plots\] @ git\+)" + re.escape(old) + r"(?:@[^\"\\\s]+)?(?=\\?\")")
+    install = re.compile(r"(adamdist\[book\] @ git\+)" + re.escape(old) + r"(?:@[^\"\\\s]+)?(?=\\?\")")
     pattern = re.compile(re.escape(old) + r"(?![\w.-])")
     changed = []
     for path in files_to_rewrite(root):
