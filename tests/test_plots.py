@@ -254,3 +254,16 @@ def test_small_multiples_lays_out_rows_of_charts():
         plots.small_multiples([], columns=2)
     with pytest.raises(ValueError, match="columns"):
         plots.small_multiples([plots.line_chart(hist, "left", "density", x_title="x", y_title="y")], columns=0)
+
+
+def test_glue_returns_the_value_and_shows_it_without_myst_nb(monkeypatch, capsys):
+    import sys
+
+    calls = []
+    fake = type(sys)("myst_nb")
+    fake.glue = lambda name, value, display=False: calls.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    assert plots.glue("ratio", 0.5) == 0.5 and calls == [("ratio", 0.5, False)]
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # outside a book build (Colab, plain Jupyter)
+    assert plots.glue("ratio", 0.25) == 0.25
+    assert "ratio = 0.25" in capsys.readouterr().out
