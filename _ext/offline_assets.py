@@ -59,11 +59,9 @@ def prepare_vega(static: Path) -> None:
     stamp_file = static / "vendor" / "vega" / "versions.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
         return
-    bundle = vlc.javascript_bundle(vl_version=major_minor)
-    # The bundle is an ES module body with top-level `const`s; wrapped in a function it can
-    # be a classic, blocking <script> (defined before the charts' inline scripts run) whose
-    # names cannot clash with other scripts on the page.
-    _write_if_changed(static / VEGA_BUNDLE, '(function () {\n"use strict";\n' + bundle + "\n})();\n")
+    from adamdist.plots import vega_bundle
+
+    _write_if_changed(static / VEGA_BUNDLE, vega_bundle())
     _write_if_changed(stamp_file, json.dumps(stamp))
 
 

@@ -22,7 +22,7 @@ from ._optional import require
 
 alt = require("altair", "plots", __name__)
 
-__all__ = ["use_book_renderer", "fit_to_column", "glue", "rows_with", "line_chart", "band_chart", "ks_chart",
+__all__ = ["use_book_renderer", "fit_to_column", "vega_bundle", "glue", "rows_with", "line_chart", "band_chart", "ks_chart",
            "binned", "histograms", "small_multiples", "heat_map", "share_bars"]
 
 RENDERER = "adamdist_book"
@@ -211,6 +211,21 @@ def fit_to_column(spec: dict, column_px: float = COLUMN_PX) -> dict:
     config.setdefault("background", "white")
     out["config"] = config
     return out
+
+
+def vega_bundle() -> str:
+    """Vega, Vega-Lite (the version altair speaks) and vega-embed as one classic script defining ``vegaEmbed``.
+
+    From ``vl-convert-python``, offline. The book's site serves it as a file
+    (``_ext/offline_assets.py``); :mod:`adamdist.report` inlines it.
+    """
+    import vl_convert as vlc
+
+    major_minor = ".".join(alt.VEGALITE_VERSION.split(".")[:2])
+    # An ES module body with top-level `const`s; wrapped in a function it can be a classic,
+    # blocking <script> (defined before the charts' inline scripts run) whose names cannot
+    # clash with other scripts on the page.
+    return '(function () {\n"use strict";\n' + vlc.javascript_bundle(vl_version=major_minor) + "\n})();\n"
 
 
 def _render(spec: dict, **metadata) -> dict:

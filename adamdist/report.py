@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +34,6 @@ __all__ = ["build_report", "main", "DEFAULT_STEPS"]
 
 #: Steps drawn as histograms (those recorded).
 DEFAULT_STEPS = (1, 2, 3, 5, 10, 20, 50, 100)
-
-
-def _vega_bundle() -> str:
-    import altair as alt
-    import vl_convert as vlc
-
-    major_minor = ".".join(alt.VEGALITE_VERSION.split(".")[:2])
-    # an ES module body with top-level consts: wrapped, it is a classic script defining window.vegaEmbed
-    return '(function () {\n"use strict";\n' + vlc.javascript_bundle(vl_version=major_minor) + "\n})();\n"
 
 
 def _law_curves(steps, beta1, beta2, x_domain, points=241) -> pd.DataFrame:
@@ -157,21 +147,19 @@ def build_report(stats: UpdateStats, *, title: str = "Update distribution report
              "border-bottom:1px solid #ddd;text-align:right}.chart{margin:1em 0;max-width:100%;overflow-x:auto}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}"
-            f"</title><style>{style}</style>\n<script>{_vega_bundle()}</script></head><body>"
+            f"</title><style>{style}</style>\n<script>{plots.vega_bundle()}</script></head><body>"
             f"<h1>{html.escape(title)}</h1>" + "\n".join(sections)
             + "<p><small>Made by adamdist (Zhang &amp; Liu, UAI 2021: the distribution of Adam's update).</small>"
               "</p></body></html>\n")
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    folder = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    from .results import _create_temporary
+
+    fd, tmp = _create_temporary(os.path.dirname(os.path.abspath(path)), suffix=".html")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from a web server
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

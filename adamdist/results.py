@@ -292,13 +292,13 @@ class UpdateStats:
         _remove_stale_temporaries(folder)
 
 
-_TEMPORARY = re.compile(r"\.tmp-(?P<pid>\d+)@(?P<host>.+)\.[0-9a-f]{16}\.npz")
+_TEMPORARY = re.compile(r"\.tmp-(?P<pid>\d+)@(?P<host>.+)\.[0-9a-f]{16}\.(npz|html)")
 
 
-def _create_temporary(folder: str) -> tuple[int, str]:
+def _create_temporary(folder: str, suffix: str = ".npz") -> tuple[int, str]:
     """Create a new temporary file in ``folder`` named after this process; return ``(fd, path)``."""
     while True:
-        tmp = os.path.join(folder, f".tmp-{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(8)}.npz")
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(8)}{suffix}")
         try:
             # mode 0o666 as for any new file: the kernel applies the umask (mkstemp's 0600 would not)
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp

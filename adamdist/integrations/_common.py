@@ -78,6 +78,12 @@ def scalar_rows(stats: UpdateStats, tag: str):
         yield int(step), values
 
 
+def check_step_offset(step_offset) -> int:
+    if isinstance(step_offset, bool) or not isinstance(step_offset, (int, np.integer)) or step_offset < 0:
+        raise ValueError(f"step_offset must be a non-negative int, got {step_offset!r}")
+    return int(step_offset)
+
+
 def check_tag(tag) -> str:
     if not isinstance(tag, str) or not tag.strip("/"):
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 
 from .._optional import require
 from ..results import UpdateStats
-from ._common import check_tag, scalar_rows
+from ._common import check_step_offset, check_tag, scalar_rows
 
 require("tensorboard", "tensorboard", __name__)
 
@@ -60,8 +59,7 @@ def to_tensorboard(stats: UpdateStats, writer_or_logdir, tag: str = "updates", *
     if not isinstance(stats, UpdateStats):
         raise TypeError(f"stats must be an UpdateStats, got {type(stats).__name__}")
     tag = check_tag(tag)
-    if isinstance(step_offset, bool) or not isinstance(step_offset, (int, np.integer)) or step_offset < 0:
-        raise ValueError(f"step_offset must be a non-negative int, got {step_offset!r}")
+    step_offset = check_step_offset(step_offset)
     own = isinstance(writer_or_logdir, (str, os.PathLike))
     if own:
         from torch.utils.tensorboard import SummaryWriter

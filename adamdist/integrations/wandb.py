@@ -6,7 +6,7 @@ import numpy as np
 
 from .._optional import require
 from ..results import UpdateStats
-from ._common import check_tag, scalar_rows
+from ._common import check_step_offset, check_tag, scalar_rows
 
 wandb = require("wandb", "wandb", __name__)
 
@@ -46,8 +46,7 @@ def to_wandb(stats: UpdateStats, run=None, tag: str = "updates", *, step_offset:
     if not isinstance(stats, UpdateStats):
         raise TypeError(f"stats must be an UpdateStats, got {type(stats).__name__}")
     tag = check_tag(tag)
-    if isinstance(step_offset, bool) or not isinstance(step_offset, (int, np.integer)) or step_offset < 0:
-        raise ValueError(f"step_offset must be a non-negative int, got {step_offset!r}")
+    step_offset = check_step_offset(step_offset)
     if stats.edges.size - 1 > WANDB_MAX_BINS:
         raise ValueError(f"stats has {stats.edges.size - 1} bins; wandb.Histogram holds at most {WANDB_MAX_BINS}")
     run = wandb.run if run is None else run
