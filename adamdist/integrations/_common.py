@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._validation import check_int
-from ..results import UpdateStats
+from ..results import _ARRAY_FIELDS, UpdateStats
 
 #: Moments of :class:`~adamdist.results.UpdateStats` sent to a logger as scalars, per tensor and step.
 MOMENTS = ("mean", "var", "abs_var", "skew")
@@ -55,9 +55,7 @@ def join(parts: list[UpdateStats]) -> UpdateStats:
     for other in parts[1:]:
         if not np.array_equal(other.steps, first.steps) or not np.array_equal(other.edges, first.edges):
             raise ValueError("the optimizers recorded different steps (or bins): ask for one with result(optimizer=i)")
-    arrays = {f: np.concatenate([getattr(p, f) for p in parts], axis=1)
-              for f in ("count", "mean", "var", "abs_var", "skew", "nonfinite", "hist", "underflow", "overflow",
-                        "no_grad")}
+    arrays = {f: np.concatenate([getattr(p, f) for p in parts], axis=1) for f in (*_ARRAY_FIELDS, "no_grad")}
     samples = {k: v for p in parts for k, v in p.samples.items()}
     metadata = dict(first.metadata, optimizers=[dict(p.metadata) for p in parts])
     return UpdateStats(steps=first.steps, names=sum((p.names for p in parts), ()), edges=first.edges,
