@@ -74,7 +74,9 @@ Gradient models (``gradients=``)
 --------------------------------
 :class:`Normal` (mean and standard deviation may be functions of the step --
 the paper's Figures 5-6), :class:`StudentT`, :class:`Cauchy` (Figure 7),
-:class:`Mixture` and :func:`sparse_spikes`. Any object following the
+:class:`Mixture`, :func:`sparse_spikes`, :class:`Sparse` (exact zeros, as
+behind an embedding or a dead ReLU) and :class:`Persistent` (a per-coordinate
+component that lasts over steps). Any object following the
 :class:`GradientModel` protocol, or a plain callable
 ``f(step, n, generator, device, dtype) -> Tensor`` of shape ``(n,)``, works too.
 
@@ -122,6 +124,8 @@ __all__ = [
     "Cauchy",
     "Mixture",
     "sparse_spikes",
+    "Sparse",
+    "Persistent",
     "OPTIMIZERS",
     "count_modes",
     "mode_indices",
@@ -330,12 +334,65 @@ def sparse_spikes(p: float = 0.01, scale: float = 30.0, base: GradientModel | No
     return Mixture([base if base is not None else Normal(), Normal(0.0, scale)], [1.0 - p, p])
 
 
+class Sparse(GradientModel):
+    r"""A coordinate's gradient is exactly 0 with probability ``p_zero``, else drawn from ``base``.
+
+    :math:`g_t = b_t \, x_t` with :math:`b_t \sim \mathrm{Bernoulli}(1 - p_0)`
+    and :math:`x_t` from ``base`` (default :math:`\mathcal N(0, 1)`), afresh
+    at every step: the rows of an embedding whose tokens are not in the
+    batch, or the weights behind a ReLU that is off for the whole batch.
+    """
+
+    def __init__(self, p_zero: float, base: GradientModel | None = None):
+        self.p_zero = float(check_range(p_zero, "p_zero", 0.0, 1.0, high_open=True))
+        self.base = Normal() if base is None else base
+
+    def sample(self, step, n, generator, device, dtype, out=None):
+        x = _draw(self.base, step, n, generator, device, dtype, out)
+        keep = torch.rand(n, device=device, dtype=torch.float64, generator=generator) >= self.p_zero
+        return x.mul_(keep)
+
+    def describe(self):
+        return {"model": "Sparse", "p_zero": self.p_zero, "base": _describe(self.base)}
+
+
+class Persistent(GradientModel):
+    r"""Gradients with a per-coordinate component that lasts over steps.
+
+    .. math:: g_{t,i} = \sqrt{\rho}\, c_i + \sqrt{1 - \rho}\, z_{t,i},
+        \qquad c_i, z_{t,i} \sim \mathcal N(0, 1),
+
+    so each coordinate's gradients are correlated across steps with
+    correlation :math:`\rho` (at every lag) while the gradients of one step,
+    across coordinates, are still standard normal. This is the persistence
+    that chapter 8 measured in the transformer. :math:`c` is drawn at step 1
+    from the run's generator (so the seed fixes it) and kept for the run.
+    """
+
+    def __init__(self, rho: float):
+        self.rho = float(check_range(rho, "rho", 0.0, 1.0))
+        self._c = None
+
+    def sample(self, step, n, generator, device, dtype, out=None):
+        if step == 1 or self._c is None or self._c.shape != (n,):
+            self._c = torch.randn(n, device=device, dtype=dtype, generator=generator)
+        z = _buffer(out, n, device, dtype).normal_(0.0, 1.0, generator=generator)
+        return z.mul_(math.sqrt(1.0 - self.rho)).add_(self._c, alpha=math.sqrt(self.rho))
+
+    def describe(self):
+        return {"model": "Persistent", "rho": self.rho}
+
+
 def _draw_bytes(model, elem: int) -> int:
     """Bytes per coordinate that one step's draw from ``model`` may hold beyond its output (an upper bound)."""
     if isinstance(model, Mixture):
         return 8 + sum(elem + _draw_bytes(c, elem) for c in model.components)  # uniform pick + every draw
     if isinstance(model, StudentT):
         return 24  # float64 concentration, gamma and normal draws
+    if isinstance(model, Sparse):
+        return 8 + _draw_bytes(model.base, elem)  # the float64 keep draw
+    if isinstance(model, Persistent):
+        return 3 * elem  # the kept component
     return 2 * elem  # Normal, Cauchy draw in place; any other model: its result and a conversion
 
 

@@ -34,6 +34,7 @@ Verdicts on the paper's claims use one vocabulary, :data:`VERDICTS`.
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ProcessPoolExecutor
 
@@ -53,6 +54,7 @@ __all__ = [
     "benjamini_hochberg",
     "measured_scale",
     "law_test",
+    "unit_law",
     "step_shares",
     "holds_through",
     "common_step_share",
@@ -271,28 +273,37 @@ def law_test(stats: UpdateStats, scale="unit", *, beta1=None, beta2=None, alpha=
             jobs.append((int(t), b1, b2, sigma, stats.samples[name][i], tol, drop_zeros))
             keys.append((i, j, name))
     if scale == "unit":
-        # one law per step, shared by every tensor
-        laws = {}
-        rows = []
-        for job in jobs:
-            t = job[0]
-            if t not in laws:
-                law = exact.update_distribution(t, b1, b2)
-                laws[t] = law if isinstance(law, exact.TwoPointUpdateDistribution) else exact.tabulate(law, tol=tol)
-            rows.append(_row_with_law(laws[t], job[4], drop_zeros))
+        rows = [_row_with_law(unit_law(job[0], b1, b2, tol), job[4], drop_zeros) for job in jobs]
     elif workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             rows = list(pool.map(_law_row_star, jobs, chunksize=16))
     else:
         rows = [_law_row(*job) for job in jobs]
+    columns = ["step", "name", "n_sample", "ks", "p", "rejected", "var_measured", "var_predicted", "var_ratio",
+               "zero_share", "table_error"]
+    if not rows:  # every tensor frozen at every step: nothing to test
+        return pd.DataFrame({c: pd.Series(dtype=bool if c == "rejected" else object if c == "name" else float)
+                             for c in columns})
     frame = pd.DataFrame(rows)
     frame.insert(0, "name", [k[2] for k in keys])
     frame.insert(0, "step", [int(stats.steps[k[0]]) for k in keys])
     frame["var_measured"] = [_measured_var(stats, i, j, name, drop_zeros) for i, j, name in keys]
     frame["var_ratio"] = frame["var_measured"] / frame["var_predicted"]
     frame["rejected"] = benjamini_hochberg(frame["p"].to_numpy(), alpha)
-    return frame[["step", "name", "n_sample", "ks", "p", "rejected", "var_measured", "var_predicted",
-                  "var_ratio", "zero_share", "table_error"]]
+    return frame[columns]
+
+
+@functools.lru_cache(maxsize=1024)
+def unit_law(t: int, beta1: float, beta2: float, tol: float = 1e-3):
+    """The exact law of Adam's update at step ``t`` with unit gradients, tabulated to ``tol``.
+
+    The two-point law at ``t = 1``; :func:`adamdist.exact.tabulate` of
+    :func:`adamdist.exact.update_distribution` after it. Tabulating costs tens
+    of milliseconds and every tensor of every run at these betas shares it, so
+    the tables are kept (a pure function of its arguments, memoised).
+    """
+    law = exact.update_distribution(int(t), float(beta1), float(beta2))
+    return law if isinstance(law, exact.TwoPointUpdateDistribution) else exact.tabulate(law, tol=tol)
 
 
 def _law_row_star(job):

@@ -404,3 +404,36 @@ def test_seed_out_of_range_is_refused_at_the_call(seed):
 
     with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 9223372036854775807\]"):
         run("adam", n=10, steps=1, seed=seed)
+
+
+def test_sparse_gradients_are_exact_zeros_at_the_stated_rate():
+    import torch
+
+    from adamdist import simulate
+
+    model = simulate.Sparse(0.3)
+    g = model.sample(1, 100_000, torch.Generator().manual_seed(0), "cpu", torch.float32)
+    assert (g == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert g[g != 0].std().item() == pytest.approx(1.0, abs=0.02)
+    assert model.describe() == {"model": "Sparse", "p_zero": 0.3, "base": {"model": "Normal", "mean": 0.0,
+                                                                           "sigma": 1.0}}
+    with pytest.raises(ValueError, match="p_zero"):
+        simulate.Sparse(1.0)
+
+
+def test_persistent_gradients_correlate_across_steps_at_rho():
+    import torch
+
+    from adamdist import simulate
+
+    model = simulate.Persistent(0.4)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([model.sample(t, 50_000, gen, "cpu", torch.float64) for t in (1, 2, 3, 10)])
+    corr = torch.corrcoef(draws)
+    assert corr[0, 1].item() == pytest.approx(0.4, abs=0.02) and corr[0, 3].item() == pytest.approx(0.4, abs=0.02)
+    assert draws.std(dim=1).numpy() == pytest.approx(1.0, abs=0.02)
+    again = simulate.run("adam", n=1000, steps=4, gradients=simulate.Persistent(0.4), seed=3)
+    same = simulate.run("adam", n=1000, steps=4, gradients=simulate.Persistent(0.4), seed=3)
+    assert np.array_equal(again.samples["u"], same.samples["u"])  # the component comes from the run's seed
+    with pytest.raises(ValueError, match="rho"):
+        simulate.Persistent(1.5)
