@@ -24,8 +24,12 @@ The rule
    ============== ===========================================================
    statistic      definition
    ============== ===========================================================
-   zero share     largest share of exact zeros among a step's sampled updates
+   zero share     largest share of exact zeros among a step's sampled updates; the rule
+                  uses the *excess* zeros, beyond those that rounding to a grid makes (about
+                  as many as sit on the grid's first value beside 0, plus 3 Poisson sd)
    distinct share median over steps of (distinct non-zero values / non-zero values)
+   grid           median over steps of the smallest gaps (5% quantile) between neighbouring
+                  distinct values, in standard deviations of the sample
    mean / sd      mean over steps of the sample mean over the sample sd
    slope          slope of :math:`\log(\mathrm{var}_t / \mathrm{var}^0_t)` on :math:`\log t`
                   (it must also stand out of the fit's own scatter, :data:`SLOPE_T`)
@@ -42,9 +46,10 @@ The rule
    so each statistic has a z-score :math:`z = (s - \bar s_0) / \mathrm{sd}_0`.
 3. **A signature fires** when :math:`|z| \ge` ``z`` (default :data:`Z`) *and*
    the effect is large enough to matter (:data:`EFFECT`); the share rules
-   (zero share :math:`\ge 0.1\%`, distinct share :math:`< 0.9`) have no
-   spread under the law (the law has no atoms after step 1) and use the
-   threshold alone.
+   (excess zero share :math:`\ge 0.1\%`; distinct share :math:`< 0.9` on a grid of
+   at least 0.05 standard deviations, coarse enough to show in a histogram
+   and to move the CDF by about :math:`0.2 \times` grid) have no spread under
+   the law (the law has no atoms after step 1) and use the thresholds alone.
 4. **One signature explains another** (measured in the calibration, see
    :func:`adamdist.experiments.diagnosis.calibrate`): a sparse gradient also
    raises the kurtosis and the wobble, a shrinking scale raises the kurtosis
@@ -98,12 +103,12 @@ CAUSES = {
 }
 
 #: The signature statistics, in order (see the module docstring).
-SIGNATURES = ("zero_share", "distinct_share", "mean_sd", "slope", "wobble", "kurtosis", "lag_corr")
+SIGNATURES = ("zero_share", "excess_zero_share", "distinct_share", "grid", "mean_sd", "slope", "wobble", "kurtosis", "lag_corr")
 
 #: |z| at which a z-tested signature fires.
 Z = 6.0
 #: The smallest effect that fires, per statistic (beyond the law's mean; for the shares, the threshold).
-EFFECT = {"zero_share": 0.001, "distinct_share": 0.9, "mean_sd": 0.02, "slope": 0.02, "wobble": 0.01,
+EFFECT = {"zero_share": 0.001, "distinct_share": 0.9, "grid": 0.05, "mean_sd": 0.02, "slope": 0.02, "wobble": 0.01,
           "kurtosis": 0.2, "lag_corr": 0.02}
 #: A trend must also stand out of its own scatter: |slope| / (its standard error) at least this.
 SLOPE_T = 6.0
@@ -191,12 +196,38 @@ def _share_signatures(x: np.ndarray) -> dict:
     rows = np.isfinite(x).all(axis=1)
     # the largest share at any step: with momentum a coordinate's update is 0 only until its first gradient
     zero_share = float(np.max(np.mean(x[rows] == 0, axis=1))) if rows.any() else math.nan
-    distinct = []
+    excess = [_excess_zeros(row) for row in x[rows]]
+    distinct, grid = [], []
     for row in x[1:][rows[1:]]:  # step 1 is a two-point law
         nz = row[row != 0]
         if nz.size >= 2:
-            distinct.append(np.unique(nz).size / nz.size)
-    return {"zero_share": zero_share, "distinct_share": float(np.median(distinct)) if distinct else math.nan}
+            values = np.unique(nz)
+            distinct.append(values.size / nz.size)
+            gaps = np.diff(values)
+            sd = nz.std()
+            if gaps.size and sd > 0:
+                # the grid's step: the smallest gaps between neighbouring values (robust to a few float accidents)
+                grid.append(float(np.quantile(gaps, 0.05)) / sd)
+    return {"zero_share": zero_share, "excess_zero_share": float(max(excess)) if excess else math.nan,
+            "distinct_share": float(np.median(distinct)) if distinct else math.nan,
+            "grid": float(np.median(grid)) if grid else math.nan}
+
+
+def _excess_zeros(row: np.ndarray) -> float:
+    """Share of exact zeros beyond what rounding to a grid makes.
+
+    Rounding puts into 0 the values within half a grid step of it, about as many as land on
+    the grid's first value on either side; zeros beyond the larger neighbour's count (and three
+    of its Poisson standard deviations) are gradients that were 0.
+    """
+    zeros = int(np.sum(row == 0))
+    if not zeros:
+        return 0.0
+    neighbours = 0
+    for side in (row[row > 0], -row[row < 0]):
+        if side.size:
+            neighbours = max(neighbours, int(np.sum(side == side.min())))
+    return max(0.0, zeros - neighbours - 3 * math.sqrt(neighbours)) / row.size
 
 
 def signatures(samples, steps, reference_log_var=None) -> dict:
@@ -217,8 +248,8 @@ def signatures(samples, steps, reference_log_var=None) -> dict:
     Returns
     -------
     dict
-        ``zero_share, distinct_share, mean_sd, slope, wobble, kurtosis,
-        lag_corr`` (NaN where undefined: fewer than 3 steps, or a constant sample).
+        ``zero_share, excess_zero_share, distinct_share, grid, mean_sd, slope, wobble,
+        kurtosis, lag_corr`` and ``slope_t`` (the slope over its standard error) (NaN where undefined: fewer than 3 steps, or a constant sample).
 
     Examples
     --------
@@ -286,13 +317,15 @@ def _fire(stat: dict, null: _Null | None, z: float) -> dict:
     """cause -> (score, evidence) for every signature that fires."""
     fired = {}
     zero, distinct = stat["zero_share"], stat["distinct_share"]
-    if np.isfinite(distinct) and distinct < EFFECT["distinct_share"]:
-        fired["quantised"] = ((1 - distinct) / (1 - EFFECT["distinct_share"]),
-                              f"only {distinct:.0%} of the non-zero sampled values are distinct (the law's "
-                              f"are all distinct)")
-    if np.isfinite(zero) and zero >= EFFECT["zero_share"]:
-        fired["sparse"] = (zero / EFFECT["zero_share"], f"up to {zero:.1%} of the sampled values of a step are "
-                                                       f"exactly 0 (the law has no atom at 0)")
+    grid = stat.get("grid", math.nan)
+    if np.isfinite(distinct) and distinct < EFFECT["distinct_share"] and np.isfinite(grid) and grid >= EFFECT["grid"]:
+        fired["quantised"] = (grid / EFFECT["grid"],
+                              f"only {distinct:.0%} of the non-zero sampled values are distinct, on a grid of "
+                              f"{grid:.2f} standard deviations (the law's values are all distinct)")
+    excess = stat.get("excess_zero_share", math.nan)
+    if np.isfinite(excess) and excess >= EFFECT["zero_share"]:
+        fired["sparse"] = (excess / EFFECT["zero_share"], f"up to {zero:.1%} of the sampled values of a step are "
+                                                         f"exactly 0 (the law has no atom at 0)")
     if null is None:
         return fired
 
@@ -321,7 +354,7 @@ def _fire(stat: dict, null: _Null | None, z: float) -> dict:
     for cause, key, label, rule in checks:
         zz, s, m, _ = zscore(key)
         if np.isfinite(zz) and rule(zz, s - m):
-            fired[cause] = (abs(zz), words(label, key))
+            fired[cause] = (abs(zz) / z, words(label, key))
     return fired
 
 
@@ -575,8 +608,8 @@ def _diagnose_tensor(stats, j, name, holds, last, optimizer, hyper, grads, mean_
         else:
             note = "no signature beyond the law's own spread"
         if holds == last:
-            return result("consistent", _largest_z(stat), note)
-        return result("unexplained", _largest_z(stat), f"the law fails at step {holds + 1} but {note}")
+            return result("consistent", _largest_z(stat, z), note)
+        return result("unexplained", _largest_z(stat, z), f"the law fails at step {holds + 1} but {note}")
     primary, also = _primary(fired)
     evidence = "; ".join(fired[c][1] for c in primary)
     if len(primary) > 1:
@@ -586,11 +619,11 @@ def _diagnose_tensor(stats, j, name, holds, last, optimizer, hyper, grads, mean_
     return result(" or ".join(primary), fired[primary[0]][0], evidence, also)
 
 
-def _largest_z(stat) -> float:
+def _largest_z(stat, z) -> float:
     zs = [abs((stat[k] - stat[f"{k}_law"]) / stat[f"{k}_law_sd"]) for k in ("mean_sd", "slope", "wobble",
                                                                           "kurtosis", "lag_corr")
           if f"{k}_law" in stat and np.isfinite(stat[k]) and stat[f"{k}_law_sd"] > 0]
-    return float(max(zs)) if zs else math.nan
+    return float(max(zs)) / z if zs else math.nan
 
 
 class Diagnosis:
@@ -618,9 +651,12 @@ class Diagnosis:
 
         ``cause`` is a word of :data:`CAUSES` (or several joined by " or " when
         the updates cannot tell them apart); ``score`` is the evidence's
-        strength (|z| of the deciding signature, or a share over its
-        threshold; for ``consistent`` the largest |z| of any signature);
-        ``also`` lists fired signatures that the cause explains.
+        strength (for ``consistent`` and ``unexplained``: the largest of any
+        signature);
+        ``also`` lists fired signatures that the cause explains. ``score`` is in units of the
+        signature's firing threshold, so that signatures of different kinds compare: |z| / ``z``
+        for the z-tested ones, the measured share or effect over its threshold for the others
+        (at least 1 when a cause is named; below 1 for ``consistent``).
         """
         return self._frame.copy()
 
@@ -631,6 +667,32 @@ class Diagnosis:
     def counts(self) -> pd.Series:
         """Number of tensors per cause, largest first."""
         return self._frame["cause"].value_counts()
+
+    def failing(self) -> pd.DataFrame:
+        """The rows of :meth:`to_frame` whose tensor's law fails before the last step."""
+        frame = self._frame
+        return frame[~(frame["holds_through"] >= self.steps)].copy()
+
+    def where_law_fails(self, top: int = 3) -> str:
+        """One phrase for a verdict row: the causes named for the tensors whose law fails, most frequent first.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"name": list("abc"), "holds_through": [20, 3, 5], "steps": 20,
+        ...                       "cause": ["consistent", "sparse", "sparse"], "score": 1.0, "evidence": "",
+        ...                       "also": ""})
+        >>> Diagnosis(frame, pd.DataFrame(), 3, 20, {}, Z).where_law_fails()
+        'diagnosed cause where the law fails by m = 20: sparse (2 of 2 tensors)'
+        """
+        failing = self.failing()
+        if failing.empty:
+            return f"the law holds through m = {self.steps} for every tensor (diagnose: nothing to explain)"
+        counts = failing["cause"].value_counts()
+        listed = ", ".join(f"{c} ({k} of {len(failing)} tensors)" if i == 0 else f"{c} ({k})"
+                           for i, (c, k) in enumerate(counts.head(top).items()))
+        more = f", {len(counts) - top} other causes" if len(counts) > top else ""
+        return f"diagnosed cause where the law fails by m = {self.steps}: {listed}{more}"
 
     def summary(self) -> str:
         """A short text for the whole run."""

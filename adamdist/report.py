@@ -8,6 +8,8 @@ shows what the book shows for its own runs:
   against the exact law of the run's :math:`(\\beta_1, \\beta_2)` (KS test, Benjamini-Hochberg
   at 1%), the share of tensors not rejected per step with the median variance ratio and its
   bootstrap interval, and "the law holds through m";
+* the diagnosis (:func:`adamdist.diagnose`): per tensor, which of the paper's section 6
+  causes explains a deviation from the law, with the measured evidence;
 * per tensor, histograms at a few steps against that law's density.
 
 The page needs no network: the Vega bundle (from ``vl-convert-python``) is inlined once and
@@ -121,6 +123,7 @@ def build_report(stats: UpdateStats, *, title: str = "Update distribution report
         sections.append(_chart_html(chart, index))
         index += 1
     sections.append("<details><summary>Per step</summary>" + _table(shares) + "</details>")
+    sections.append(_diagnosis_section(stats, b1, b2))
 
     shown_steps = [int(s) for s in steps if int(s) in set(stats.steps.tolist())]
     order = sorted(stats.names, key=lambda n: -int(numel.get(n, 0)))[:max_tensors]
@@ -151,6 +154,22 @@ def build_report(stats: UpdateStats, *, title: str = "Update distribution report
             f"<h1>{html.escape(title)}</h1>" + "\n".join(sections)
             + "<p><small>Made by adamdist (Zhang &amp; Liu, UAI 2021: the distribution of Adam's update).</small>"
               "</p></body></html>\n")
+
+
+def _diagnosis_section(stats, beta1, beta2) -> str:
+    """Which of the paper's causes explains each tensor's deviation (:func:`adamdist.diagnose`), or why it cannot."""
+    from .diagnosis import diagnose
+
+    head = ("<h2>Diagnosis</h2><p>Per tensor, <code>adamdist.diagnose</code>: the signatures of the paper's "
+            "section 6 causes in the sampled updates, each against its spread under the law's own assumptions "
+            "(see the book's chapter 4 for the rule and its calibration).</p>")
+    try:
+        diagnosis = diagnose(stats, beta1=beta1, beta2=beta2)
+    except ValueError as exc:
+        return head + f"<p><b>No diagnosis for this run:</b> {html.escape(str(exc))}</p>"
+    frame = diagnosis.to_frame()[["name", "holds_through", "cause", "score", "evidence"]]
+    summary = html.escape(diagnosis.summary().splitlines()[0])
+    return head + f"<p>{summary}</p>" + _table(frame.sort_values("score", ascending=False, na_position="last"))
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -62,14 +62,20 @@ def _fake_mnist(holds_until, growth, steps=100):
                             metadata={"config": {"batch_size": 128, "seed": 0, "beta1": 0.0, "beta2": 0.999},
                                       "grad": {"conv2.weight": {"mean_square": ms}, "fc1.weight": {"mean_square": ms}}})
     unit = pd.DataFrame({"step": step, "zero_share": 0.3})
+    from adamdist.diagnosis import Z, Diagnosis
+
+    diagnosed = pd.DataFrame({"name": stats.names, "holds_through": [holds_until, steps], "steps": steps,
+                              "cause": ["shrinking_scale", "consistent"], "score": 9.0, "evidence": "", "also": ""})
     return {"stats": stats, "unit_shares": shares, "nonzero_shares": _shares(np.full(steps, 0.9)),
-            "measured_shares": _shares(np.full(steps, 0.9)), "unit": unit}
+            "measured_shares": _shares(np.full(steps, 0.9)), "unit": unit,
+            "diagnosis": Diagnosis(diagnosed, pd.DataFrame(), holds_until, steps, {}, Z)}
 
 
 def test_mnist_claims_follow_their_stated_rules():
     rows = {r["claim"]: r for r in claims.mnist_claims({"mnist": _fake_mnist(holds_until=12, growth=0.5)})}
     early = rows["The MNIST CNN agrees with the law for m ≤ 10 and deviates after"]
     assert early["verdict"] == "supported" and "holds through m = 12" in early["measured"]
+    assert "diagnosed cause where the law fails by m = 100: shrinking_scale (1 of 1 tensors)" in early["measured"]
     assert rows["MNIST deviates because the gradient's variance increases"]["verdict"] == "supported"
     # a law that fails at step 5 contradicts "agrees for m <= 10"; a shrinking gradient contradicts the explanation
     rows = {r["claim"]: r for r in claims.mnist_claims({"mnist": _fake_mnist(holds_until=4, growth=-0.5)})}

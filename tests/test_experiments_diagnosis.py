@@ -15,8 +15,9 @@ from adamdist.experiments import diagnosis as calibration  # noqa: E402
 def test_calibrate_confusion_and_detection_on_a_small_grid():
     strengths = {"consistent": (None,), "nonzero_mean": (0.001, 0.1, 0.3), "sparse": (0.05, 0.2),
                  "no_gradient": (None,)}
-    frame = calibration.calibrate((0.0,), n=1000, steps=20, seeds=(0, 1), strengths=strengths, progress=False)
-    assert len(frame) == 2 * (1 + 3 + 2 + 1)
+    frame = calibration.calibrate((0.0,), n=1000, steps=20, seeds=(0, 1), consistent_runs=3, strengths=strengths,
+                                  progress=False)
+    assert len(frame) == 3 + 2 * (3 + 2 + 1)
     assert frame.loc[frame["cause"] == "consistent", "diagnosed"].eq("consistent").all()
     table = calibration.confusion(frame)
     assert list(table.index) == ["consistent", "nonzero_mean", "sparse", "no_gradient"]
@@ -28,6 +29,9 @@ def test_calibrate_confusion_and_detection_on_a_small_grid():
     assert found.loc["sparse", "detected_from"] == 0.05
     assert math.isnan(found.loc["consistent", "detected_from"])
     assert found.loc["no_gradient", "named_share"] == 1.0
+    narrow = calibration.outcomes(frame).set_index("cause")
+    assert narrow.loc["nonzero_mean", "runs"] == 6 and narrow.loc["nonzero_mean", "named"] == 4
+    assert narrow.loc["nonzero_mean", "called consistent"] == 2
 
 
 def test_detection_reports_a_cause_missed_at_its_strongest():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,27 @@ def test_bad_selection_is_refused(tmp_path):
         _train(tmp_path, [UpdateDistributionCallback(params=["no.such.weight"])], max_steps=1)
     with pytest.raises(RuntimeError, match="not been part"):
         UpdateDistributionCallback().result()
+
+
+def test_report_to_wandb_gets_the_histograms(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    from _wandb_offline import history
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path),
+                       "WANDB_PROJECT": "adamdist-test"}.items():
+        monkeypatch.setenv(key, value)
+    name = "transformer.h.0.mlp.c_fc.weight"
+    callback = UpdateDistributionCallback(params=[name], steps=6, bins=40, sample_size=0)
+    try:
+        _train(tmp_path, [callback], report_to=["wandb"])
+        run_dir = Path(wandb.run.dir).parent  # offline-run-*/files: wandb keeps its first run's folder per process
+    finally:
+        if wandb.run is not None:
+            wandb.finish()
+    stats = callback.result()
+    rows = [r for r in history(run_dir) if "updates/step" in r]
+    # the trainer's own logging steps (2, 4, 6) carry every recorded step, on our own x axis
+    assert [r["updates/step"] for r in rows] == list(range(1, 7))
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(row[f"updates/{name}"]["values"], stats.hist[i, 0])
+        assert row[f"updates/{name}/var"] == pytest.approx(stats.var[i, 0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,27 @@ def test_arguments_are_checked():
         UpdateDistributionCallback(log_every=0)
     with pytest.raises(RuntimeError, match="not been part of a fit"):
         UpdateDistributionCallback().result()
+
+
+def test_a_wandb_logger_gets_the_histograms(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    from _wandb_offline import history
+    from lightning.pytorch.loggers import WandbLogger
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    logger = WandbLogger(project="adamdist-test", save_dir=str(tmp_path), offline=True)
+    callback = UpdateDistributionCallback(steps=4, bins=40, sample_size=0, log_every=2)
+    try:
+        _fit(Tiny(), [callback], tmp_path, logger=logger, max_steps=4, log_every_n_steps=1)
+        run_dir = Path(logger.experiment.dir).parent  # offline-run-*/files
+    finally:
+        if wandb.run is not None:
+            wandb.finish()
+    stats = callback.result()
+    rows = [r for r in history(run_dir) if "updates/step" in r]
+    assert [r["updates/step"] for r in rows] == [1, 2, 3, 4]
+    j = stats.names.index("net.0.weight")
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(row["updates/net.0.weight"]["values"], stats.hist[i, j])
+        assert row["updates/net.0.weight/mean"] == pytest.approx(stats.mean[i, j])

@@ -13,7 +13,7 @@ pytest.importorskip("altair")
 pytest.importorskip("torch")
 
 from adamdist import report  # noqa: E402
-from adamdist.simulate import run  # noqa: E402
+from adamdist.simulate import Normal, run  # noqa: E402
 
 CHROMIUM = os.environ.get("ADAMDIST_CHROMIUM", "/usr/bin/chromium")
 
@@ -34,6 +34,15 @@ def test_report_states_the_rule_and_its_verdict(recording):
     assert "the law holds through <b>m = 12</b>" in page
     assert page.count("vegaEmbed(\"#chart") == 3  # shares, variance ratio, one tensor's histograms
     assert "<script src" not in page and "https://" not in page.split("<script>", 1)[0]
+    assert "<h2>Diagnosis</h2>" in page and "Causes: consistent 1." in page
+
+
+def test_the_report_diagnoses_a_deviation_or_says_why_not(recording):
+    stats = run("adam", n=2000, steps=12, beta1=0.0, beta2=0.999, seed=2, sample_size=1000,
+                gradients=Normal(mean=0.3))
+    assert "<td>nonzero_mean</td>" in report.build_report(stats, steps=[2])
+    few = report.build_report(stats.select(steps=[1, 2]), steps=[2])
+    assert "<b>No diagnosis for this run:</b> diagnose needs at least 3 recorded steps" in few
 
 
 def test_a_law_that_does_not_fit_is_rejected(recording):

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import exact, verdict
+from ..diagnosis import diagnose
 from ..verdict import claim, grade
 from . import vision
 from .common import cache_dir, config_hash
@@ -186,7 +187,7 @@ def vision_results(run_profile=None, names=None) -> dict:
     per-step shares, and (for the runs in :data:`MEASURED`) the measured-scale ones.
 
     Keys of each entry: ``stats``, ``unit``, ``unit_shares``; ``measured``, ``measured_shares``
-    for :data:`MEASURED`; ``theorem1_shares`` for :data:`MOMENTUM`; ``nonzero``,
+    and ``diagnosis`` (:func:`adamdist.diagnose`) for :data:`MEASURED`; ``theorem1_shares`` for :data:`MOMENTUM`; ``nonzero``,
     ``nonzero_shares`` for ``"mnist"`` (the non-zero coordinates only).
     """
     configs = vision.book_configs(run_profile)
@@ -198,6 +199,9 @@ def vision_results(run_profile=None, names=None) -> dict:
         if name in MEASURED:
             entry["measured"] = law_frame(name, "measured", drop_zeros=(name == "mnist"), run_profile=run_profile)
             entry["measured_shares"] = verdict.step_shares(entry["measured"])
+            # which of the paper's causes explains where the law fails (the run's gradient mean squares decide
+            # the scale causes)
+            entry["diagnosis"] = diagnose(stats)
         if name == MOMENTUM:
             # the same run against Theorem 1's β1 = 0 law, over the figures' steps
             entry["theorem1_shares"] = verdict.step_shares(
@@ -246,7 +250,7 @@ def cifar_claims(results) -> list:
         "RegNetX-200MF's updates follow the predicted law over the first 20 steps",
         "§5.1, Figure 2",
         f"law holds at {held:.0%} of steps 1-{n}; holds through m = {verdict.holds_through(main['unit_shares'])} "
-        f"(rule: supported if ≥ 90% of steps, partly if ≥ 50%)",
+        f"(rule: supported if ≥ 90% of steps, partly if ≥ 50%); {main['diagnosis'].where_law_fails()}",
         _setting(main["stats"]), grade(held, 0.9, 0.5), "06_cifar10.md#verdicts"))
     held100 = steps_holding(main["unit_shares"])
     mnist = results["mnist"]
@@ -333,7 +337,7 @@ def cifar_claims(results) -> list:
         f"law holds at {held_m:.0%} of {_steps(main['stats'])} steps with the measured scale, {held100:.0%} with unit "
         "gradients; "
         f"{common:.0%} of the variation of log Var ratio is common to the step "
-        "(rule: supported if ≥ 90% of steps, partly if ≥ 50%)",
+        f"(rule: supported if ≥ 90% of steps, partly if ≥ 50%); {main['diagnosis'].where_law_fails()}",
         _setting(main["stats"]), grade(held_m, 0.9, 0.5), "06_cifar10.md#what-the-deviations-are"))
     # the sweep is the profile's (vision.BATCH_SWEEP); its batch-128 point is the main run
     batch_runs = {int(name.removeprefix("regnetx_200mf/batch")): name for name in results
@@ -372,7 +376,8 @@ def mnist_claims(results) -> list:
         "The MNIST CNN agrees with the law for m ≤ 10 and deviates after",
         "§5.2",
         f"holds through m = {through}; after m = 10 the law holds at {later:.0%} of steps "
-        "(rule: supported if it holds through ≥ 10 and at < 50% of later steps; contradicted if it fails before 10)",
+        "(rule: supported if it holds through ≥ 10 and at < 50% of later steps; contradicted if it fails before 10)"
+        f"; {mn['diagnosis'].where_law_fails()}",
         _setting(stats),
         "contradicted" if through < 10 else ("supported" if later < 0.5 else "partly supported"),
         "07_mnist.md#verdicts")]
@@ -389,7 +394,8 @@ def mnist_claims(results) -> list:
         "MNIST deviates because the gradient's variance increases",
         "§5.2",
         f"median over tensors of the mean square gradient, steps 91-100 over steps 1-10: {trend:.2f} "
-        "(rule: supported if ≥ 1.5, partly if ≥ 1; below 1 the scale shrinks: contradicted)",
+        "(rule: supported if ≥ 1.5, partly if ≥ 1; below 1 the scale shrinks: contradicted); "
+        f"{mn['diagnosis'].where_law_fails()}",
         _setting(stats), grade(trend, 1.5, 1.0), "07_mnist.md#is-the-gradient-s-variance-growing"))
     held_m = steps_holding(mn["measured_shares"])
     rows.append(claim(

@@ -33,11 +33,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..diagnosis import diagnose
 
-__all__ = ["STRENGTHS", "STRENGTH_NAMES", "make_run", "calibrate", "confusion", "detection"]
+__all__ = ["STRENGTHS", "STRENGTH_NAMES", "make_run", "calibrate", "confusion", "outcomes", "detection"]
 
 #: Strengths per cause (``None``: the cause has a single form).
 STRENGTHS = {
@@ -49,7 +49,7 @@ STRENGTHS = {
     "heavy_tails": (1 / 30, 0.1, 0.2, 1 / 3, 0.5, 1.0),
     "sparse": (0.002, 0.005, 0.01, 0.05, 0.2, 0.5),
     "persistent": (0.005, 0.01, 0.02, 0.05, 0.1, 0.3),
-    "quantised": (0.0003, 0.001, 0.003, 0.01, 0.1),
+    "quantised": (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
     "no_gradient": (None,),
 }
 #: What the strength of each cause is.
@@ -121,9 +121,13 @@ def make_run(cause: str, strength=None, *, n: int = 2000, steps: int = 30, beta1
                         seed=seed, sample_size=n, progress=False)
 
 
-def calibrate(beta1s=(0.0, 0.9), *, n: int = 2000, steps: int = 30, seeds=(0, 1), strengths=None,
-              progress: bool = True) -> pd.DataFrame:
+def calibrate(beta1s=(0.0, 0.9), *, n: int = 2000, steps: int = 30, seeds=(0, 1), consistent_runs: int = 20,
+              strengths=None, progress: bool = True) -> pd.DataFrame:
     """Diagnose every known-cause run: one row per (beta1, cause, strength, seed).
+
+    Each cause runs at every strength with every seed of ``seeds``; the law's own setting
+    (``consistent``) runs with ``consistent_runs`` seeds, so that the table shows how often a run
+    that follows the law is flagged.
 
     Columns: ``beta1, cause, strength, seed, diagnosed, named`` (the true cause
     is the diagnosis, or one of the causes it lists as indistinguishable),
@@ -132,7 +136,7 @@ def calibrate(beta1s=(0.0, 0.9), *, n: int = 2000, steps: int = 30, seeds=(0, 1)
     """
     strengths = STRENGTHS if strengths is None else strengths
     jobs = [(b1, cause, s, seed) for b1 in beta1s for cause, values in strengths.items() for s in values
-            for seed in seeds]
+            for seed in (range(1000, 1000 + consistent_runs) if cause == "consistent" else seeds)]
     rows = []
     for b1, cause, s, seed in tqdm(jobs, desc="calibrate diagnose", disable=not progress):
         run = make_run(cause, s, n=n, steps=steps, beta1=b1, seed=seed)
@@ -172,4 +176,18 @@ def detection(frame: pd.DataFrame) -> pd.DataFrame:
         strongest = group[group["strength"] == by_strength.index[-1]]["diagnosed"].iloc[0]
         rows.append(dict(beta1=b1, cause=cause, detected_from=detected, named_share=group["named"].mean(),
                          strongest_diagnosis=strongest))
+    return pd.DataFrame(rows)
+
+
+def outcomes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per true cause and beta1: runs, how many were named as it, called ``consistent``, or called something else.
+
+    ``otherwise`` lists the other diagnoses with their counts: the narrow form of :func:`confusion`.
+    """
+    rows = []
+    for (cause, b1), group in frame.groupby(["cause", "beta1"], sort=False):
+        other = group[~group["named"] & (group["diagnosed"] != "consistent")]["diagnosed"].value_counts()
+        rows.append({"cause": cause, "β₁": b1, "runs": len(group), "named": int(group["named"].sum()),
+                     "called consistent": int(((group["diagnosed"] == "consistent") & ~group["named"]).sum()),
+                     "otherwise": ", ".join(f"{c} ({k})" for c, k in other.items())})
     return pd.DataFrame(rows)

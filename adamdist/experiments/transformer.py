@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..diagnosis import diagnose
 from ..results import UpdateStats
 from .common import cached, default_device, profile
 
@@ -943,7 +944,8 @@ def evidence(run_profile=None, layer_seed: int = LAYER_SEED, n: int = 50_000) ->
         the run, for the ``"theory"`` run against Theorem 1's law and the
         ``"fairseq"`` run against the exact law with its momentum; a ``run``
         column), ``hypothesis`` (the ``"summary"`` of :func:`hypothesis_table`
-        on the ``"fairseq"`` run), ``layer``, ``setting``; and, for the chapter,
+        on the ``"fairseq"`` run), ``layer``, ``setting``, ``diagnosis`` (:func:`adamdist.diagnose` of
+        the ``"theory"`` and ``"fairseq"`` runs with their gradients); and, for the chapter,
         ``configs``, ``results``, ``grads``, ``ks``, ``replay_error``, ``targets``.
         About a minute on one CPU core once the runs are cached.
     """
@@ -961,9 +963,10 @@ def evidence(run_profile=None, layer_seed: int = LAYER_SEED, n: int = 50_000) ->
     setting = (f"{profile() if run_profile is None else run_profile} profile: IWSLT14 de-en '{c.split}' split, "
                f"{c.steps} steps, {c.max_tokens:,} max tokens per step, seed {c.seed}, {len(main.names)} tensors, "
                f"{c.sample_size:,} sampled coordinates each")
+    diagnosis = {k: diagnose(results[k], grads=grads[k]) for k in ("theory", "fairseq")}
     return {"replay": replay, "law_shares": law_shares, "hypothesis": hyp["summary"], "layer": layer,
             "setting": setting, "configs": cfgs, "results": results, "grads": grads, "ks": hyp["ks"],
-            "replay_error": hyp["replay_error"], "targets": targets}
+            "replay_error": hyp["replay_error"], "targets": targets, "diagnosis": diagnosis}
 
 
 def _need(name, frame, columns):
@@ -980,7 +983,7 @@ def _runs(frame, name, runs):
 
 
 def claims(replay: pd.DataFrame, law_shares: pd.DataFrame, hypothesis: pd.DataFrame, layer: str | None = None,
-           setting: str = "the chapter's runs", many: int = 3, **_ignored) -> list:
+           setting: str = "the chapter's runs", many: int = 3, diagnosis: dict | None = None, **_ignored) -> list:
     r"""Verdict rows of chapter 8 from :func:`evidence`'s results (every rule stated in its row).
 
     Six claims: the variance of the update stays bounded (§5.3, Figure 3 right; 1) and close to
@@ -1011,6 +1014,9 @@ def claims(replay: pd.DataFrame, law_shares: pd.DataFrame, hypothesis: pd.DataFr
         The runs' setting, for the ``setting`` column.
     many : int
         A tensor is *many-peaked* when it has at least ``many`` modes at half of the steps or more.
+    diagnosis : dict, optional
+        Run name -> :class:`adamdist.diagnosis.Diagnosis`; the causes it names where the law fails are
+        quoted in rows 3 (run ``"theory"``) and 5 (run ``"fairseq"``).
     **_ignored
         Other entries of :func:`evidence`'s dict.
 
@@ -1053,6 +1059,9 @@ def claims(replay: pd.DataFrame, law_shares: pd.DataFrame, hypothesis: pd.DataFr
     if missing:
         raise ValueError(f"claims: hypothesis has no rows of reference {EXACT!r} for the model(s) {missing}")
     rows = []
+
+    def diagnosed(run):
+        return f"; {diagnosis[run].where_law_fails()}" if diagnosis and run in diagnosis else ""
 
     # 1. bounded: no tensor above the bound B_t^2 that Adam's arithmetic allows (float32 rounding aside)
     over = replay[replay["var_tensor"] > replay["bound"] * (1 + 1e-6)]
@@ -1109,7 +1118,7 @@ def claims(replay: pd.DataFrame, law_shares: pd.DataFrame, hypothesis: pd.DataFr
         f"(≥ {HOLDS_SHARE:.0%} of tensors not rejected) at {held:.0%} of steps 1-{int(th.step.max())}, through "
         f"m = {through}; share of tensors not rejected {float(th.share_not_rejected.iloc[0]):.0%} at m = 1, "
         + (f"median {float(later.median()):.0%} over m ≥ 2" if len(later) else "no later steps")
-        + " (rule: supported if the law holds at ≥ 90% of steps, partly if ≥ 50%)",
+        + " (rule: supported if the law holds at ≥ 90% of steps, partly if ≥ 50%)" + diagnosed("theory"),
         setting + "; run 'theory' (β1 = 0, constant rate)", grade(held, 0.9, 0.5),
         SECTION + "the-exact-law-tested"))
 
@@ -1154,7 +1163,8 @@ def claims(replay: pd.DataFrame, law_shares: pd.DataFrame, hypothesis: pd.DataFr
         f"Adam on gradients with the measured sparsity, tail index and growth ('{PAPER_MODEL}') stays within the "
         f"99% two-sample KS band of the exact real law at ≥ half of the steps for {p_ok} of {p_n} tensors (median "
         f"mean KS {p_ks:.3f}); with the exact per-step marginal ('{MARGINAL_MODEL}') for {b_ok} of {b_n} "
-        f"(median mean KS {b_ks:.3f}) (rule: supported if ≥ 90% of the tensors, partly if ≥ 50%)",
+        f"(median mean KS {b_ks:.3f}) (rule: supported if ≥ 90% of the tensors, partly if ≥ 50%)"
+        + diagnosed("fairseq"),
         setting + "; run 'fairseq', the drawn layer and the most many-peaked tensor of each kind",
         grade(p_ok / p_n, 0.9, 0.5), SECTION + "testing-the-hypothesis"))
     beats = int(sum(float(g.loc[g.model == MEMORY_MODEL, "mean_ks"].iloc[0])
