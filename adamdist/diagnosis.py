@@ -80,8 +80,8 @@ import pandas as pd
 from . import verdict
 from .results import UpdateStats
 
-__all__ = ["CAUSES", "EXPLAINS", "Z", "EFFECT", "SLOPE_T", "REPLICATES", "SIGNATURES", "signatures", "diagnose",
-           "Diagnosis"]
+__all__ = ["CAUSES", "EXPLAINS", "Z", "EFFECT", "SLOPE_T", "Z_RULES", "MS_SLOPE", "MS_WOBBLE", "REPLICATES",
+           "SIGNATURES", "signatures", "rules", "diagnose", "Diagnosis"]
 
 #: The fixed vocabulary of causes, with what each one means.
 CAUSES = {
@@ -112,6 +112,18 @@ EFFECT = {"zero_share": 0.001, "distinct_share": 0.9, "grid": 0.05, "mean_sd": 0
           "kurtosis": 0.2, "lag_corr": 0.02}
 #: A trend must also stand out of its own scatter: |slope| / (its standard error) at least this.
 SLOPE_T = 6.0
+#: The z-tested rules: (cause, statistic, what it is, which side of the law's spread fires).
+Z_RULES = (
+    ("nonzero_mean", "mean_sd", "mean/sd", "two-sided"),
+    ("growing_scale", "slope", "slope of log variance ratio on log step", "up"),
+    ("shrinking_scale", "slope", "slope of log variance ratio on log step", "down"),
+    ("fluctuating_scale", "wobble", "step-to-step sd of log variance ratio", "up"),
+    ("heavy_tails", "kurtosis", "excess kurtosis", "two-sided"),
+    ("persistent", "lag_corr", "lag correlation", "up"),
+)
+#: From a gradient mean square alone (millions of entries: thresholds on the effect, no spread).
+MS_SLOPE = 0.1
+MS_WOBBLE = 0.1
 #: Simulated replicates of the law's assumptions behind each null distribution.
 REPLICATES = 32
 
@@ -339,23 +351,55 @@ def _fire(stat: dict, null: _Null | None, z: float) -> dict:
         zz, s, m, sd = zscore(key)
         return f"{label} {s:+.3f} (law: {m:+.3f} ± {sd:.3f}, z = {zz:+.1f})"
 
-    checks = [
-        ("nonzero_mean", "mean_sd", "mean/sd", lambda zz, d: abs(zz) >= z and abs(d) >= EFFECT["mean_sd"]),
-        ("growing_scale", "slope", "slope of log variance ratio on log step",
-         lambda zz, d: zz >= z and d >= EFFECT["slope"] and stat["slope_t"] >= SLOPE_T),
-        ("shrinking_scale", "slope", "slope of log variance ratio on log step",
-         lambda zz, d: zz <= -z and d <= -EFFECT["slope"] and stat["slope_t"] <= -SLOPE_T),
-        ("fluctuating_scale", "wobble", "step-to-step sd of log variance ratio",
-         lambda zz, d: zz >= z and d >= EFFECT["wobble"]),
-        ("heavy_tails", "kurtosis", "excess kurtosis",
-         lambda zz, d: abs(zz) >= z and abs(d) >= EFFECT["kurtosis"]),
-        ("persistent", "lag_corr", "lag correlation", lambda zz, d: zz >= z and d >= EFFECT["lag_corr"]),
-    ]
-    for cause, key, label, rule in checks:
+    for cause, key, label, direction in Z_RULES:
         zz, s, m, _ = zscore(key)
-        if np.isfinite(zz) and rule(zz, s - m):
+        if not np.isfinite(zz):
+            continue
+        d = s - m
+        if direction == "up":
+            hit = zz >= z and d >= EFFECT[key]
+        elif direction == "down":
+            hit = zz <= -z and d <= -EFFECT[key]
+        else:
+            hit = abs(zz) >= z and abs(d) >= EFFECT[key]
+        if key == "slope":  # a trend must also stand out of its own scatter
+            hit = hit and abs(stat["slope_t"]) >= SLOPE_T
+        if hit:
             fired[cause] = (abs(zz) / z, words(label, key))
     return fired
+
+
+def rules(z: float = Z) -> pd.DataFrame:
+    """The rule of every cause, as :func:`diagnose` applies it: one row per (cause, route).
+
+    Examples
+    --------
+    >>> table = rules()
+    >>> sorted(set(table["cause"])) == sorted(c for c in CAUSES if c not in ("consistent", "unexplained"))
+    True
+    """
+    sides = {"up": "z ≥ {z:g} and effect ≥ {e:g}", "down": "z ≤ -{z:g} and effect ≤ -{e:g}",
+             "two-sided": "|z| ≥ {z:g} and |effect| ≥ {e:g}"}
+    rows = [dict(cause="quantised", route="updates",
+                 fires_when=f"distinct share < {EFFECT['distinct_share']:g} on a grid ≥ {EFFECT['grid']:g} sd"),
+            dict(cause="sparse", route="updates or gradients",
+                 fires_when=f"excess zero share ≥ {EFFECT['zero_share']:g} at some step")]
+    for cause, key, label, direction in Z_RULES:
+        text = f"{label}: " + sides[direction].format(z=z, e=EFFECT[key])
+        if key == "slope":
+            text += f", |slope / its standard error| ≥ {SLOPE_T:g}"
+        rows.append(dict(cause=cause, route="updates or gradients", fires_when=text))
+    rows += [dict(cause="growing_scale / shrinking_scale", route="gradient mean square",
+                  fires_when=f"|slope of log mean square on log t| ≥ {MS_SLOPE:g}, |slope / se| ≥ {SLOPE_T:g}"),
+             dict(cause="fluctuating_scale", route="gradient mean square",
+                  fires_when=f"step-to-step sd of log mean square ≥ {MS_WOBBLE:g}"),
+             dict(cause="no_gradient", route="record", fires_when="no gradient at any step, or every update 0 "
+                                                                   "with zero gradients"),
+             dict(cause="nonfinite", route="record", fires_when="any NaN or Inf update"),
+             dict(cause="empty", route="record", fires_when="the tensor has no entries")]
+    table = pd.DataFrame(rows)
+    table["cause"] = table["cause"].str.split(" / ")
+    return table.explode("cause", ignore_index=True)
 
 
 def _scale_from_mean_square(mean_square: np.ndarray, steps: np.ndarray) -> tuple[dict, dict]:
@@ -366,10 +410,10 @@ def _scale_from_mean_square(mean_square: np.ndarray, steps: np.ndarray) -> tuple
     slope, wobble, t_slope = (float(v) for v in _trend(log_ms, steps))
     fired = {}
     text = f"gradient mean square ~ t^{slope:+.2f} over steps, step-to-step sd of its log {wobble:.2f}"
-    if np.isfinite(slope) and abs(slope) >= 0.1 and abs(t_slope) >= SLOPE_T:
-        fired["growing_scale" if slope > 0 else "shrinking_scale"] = (abs(slope) / 0.1, text)
-    if np.isfinite(wobble) and wobble >= 0.1:
-        fired["fluctuating_scale"] = (wobble / 0.1, text)
+    if np.isfinite(slope) and abs(slope) >= MS_SLOPE and abs(t_slope) >= SLOPE_T:
+        fired["growing_scale" if slope > 0 else "shrinking_scale"] = (abs(slope) / MS_SLOPE, text)
+    if np.isfinite(wobble) and wobble >= MS_WOBBLE:
+        fired["fluctuating_scale"] = (wobble / MS_WOBBLE, text)
     return fired, {"grad_slope": slope, "grad_wobble": wobble}
 
 

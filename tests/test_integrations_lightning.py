@@ -185,3 +185,25 @@ def test_a_wandb_logger_gets_the_histograms(tmp_path, monkeypatch):
     for i, row in enumerate(rows):
         np.testing.assert_array_equal(row["updates/net.0.weight"]["values"], stats.hist[i, j])
         assert row["updates/net.0.weight/mean"] == pytest.approx(stats.mean[i, j])
+
+
+def test_ddp_rank_zero_records_and_the_replicas_agree(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(here / "_lightning_ddp_worker.py"), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    zero, one = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert zero["world_size"] == one["world_size"] == 2
+    assert not zero["result_is_none"] and one["result_is_none"]  # rank 0 records, the other rank has no result
+    assert zero["steps"] == list(range(1, 7)) and zero["optimizer_steps"] == one["optimizer_steps"] == 6
+    assert zero["max_error"] < 1e-9  # the recorded updates are rank 0's snapshot-and-difference
+    assert zero["world_size_recorded"] == 2
+    assert zero["weights_sum"] == one["weights_sum"]  # the replicas stayed identical

@@ -478,3 +478,19 @@ def test_save_keeps_the_temporary_of_a_save_still_running(tmp_path):
             child.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["child.npz", "stats.npz"]
     assert load(tmp_path / "child.npz").names == ("w",)
+
+
+def test_ks_band_is_the_kolmogorov_quantile():
+    from scipy import stats as st
+
+    from adamdist.results import ks_band
+
+    # one sample: the finite-n 99% quantile of D_n approaches K_0.99 / sqrt(n)
+    assert ks_band(20_000) == pytest.approx(st.kstwo.ppf(0.99, 20_000), rel=5e-3)
+    # two equal samples of one law: sqrt(2 / n) times the same constant
+    assert ks_band(500, 500) == pytest.approx(ks_band(250))
+    assert ks_band(np.array([100, 400])).tolist() == pytest.approx([ks_band(100), ks_band(100) / 2])
+    with pytest.raises(ValueError, match="sample sizes must be positive"):
+        ks_band(0)
+    with pytest.raises(ValueError, match="level must lie in"):
+        ks_band(10, level=1.0)

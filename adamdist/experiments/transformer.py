@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..diagnosis import diagnose
-from ..results import UpdateStats
+from ..results import UpdateStats, ks_band
 from .common import cached, default_device, profile
 
 __all__ = [
@@ -821,7 +821,7 @@ def ks_table(update: UpdateStats, sims: dict, name: str, reference: UpdateStats 
     pass ``sims["replay"]`` to compare with Adam's exact output on the real
     gradients, free of the float32 rounding of :math:`\\theta`.
     ``ks_band`` is the two-sample 99% band
-    :math:`1.63\\sqrt{(n_a + n_b)/(n_a n_b)}` that two samples of one law
+    :func:`adamdist.results.ks_band` (:math:`\\approx 1.63\\sqrt{(n_a + n_b)/(n_a n_b)}`) that two samples of one law
     stay below 99% of the time. ``modes_real`` / ``modes_sim`` count the
     modes (:func:`adamdist.simulate.count_modes`) of histograms of equally
     many sampled values on the run's bins, so that the Poisson part of the
@@ -840,7 +840,7 @@ def ks_table(update: UpdateStats, sims: dict, name: str, reference: UpdateStats 
             h_real = np.histogram(a[:k], update.edges)[0]
             h_sim = np.histogram(b[:k], update.edges)[0]
             rows.append({"step": int(step), "model": model, "ks": two_sample_ks(a, b),
-                         "ks_band": 1.63 * math.sqrt((a.size + b.size) / (a.size * b.size)),
+                         "ks_band": float(ks_band(a.size, b.size)),
                          "modes_real": count_modes(h_real, **rule), "modes_sim": count_modes(h_sim, **rule)})
     return pd.DataFrame(rows)
 
