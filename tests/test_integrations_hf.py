@@ -114,6 +114,7 @@ def test_report_to_wandb_gets_the_histograms(tmp_path, monkeypatch):
     finally:
         if wandb.run is not None:
             wandb.finish()
+        wandb.teardown()  # stops wandb's service process, so its record log is complete on disk before we read it
     stats = callback.result()
     rows = [r for r in history(run_dir) if "updates/step" in r]
     # the trainer's own logging steps (2, 4, 6) carry every recorded step, on our own x axis

@@ -178,6 +178,7 @@ def test_a_wandb_logger_gets_the_histograms(tmp_path, monkeypatch):
     finally:
         if wandb.run is not None:
             wandb.finish()
+        wandb.teardown()  # stops wandb's service process, so its record log is complete on disk before we read it
     stats = callback.result()
     rows = [r for r in history(run_dir) if "updates/step" in r]
     assert [r["updates/step"] for r in rows] == [1, 2, 3, 4]

@@ -40,6 +40,7 @@ def test_histograms_and_moments_reach_the_offline_run(tmp_path, offline_run):
     offline_run.log({"user/loss": 1.0})  # the run's own step counter is already past 0
     assert stats.to_wandb(offline_run, tag="sim", step_offset=5) == 3
     wandb.finish()
+    wandb.teardown()  # the service process flushes the record log before we read it
     rows = [r for r in history(_run_dir(tmp_path)) if "sim/step" in r]
     assert [r["sim/step"] for r in rows] == [6, 7, 8]
     (name,) = stats.names
