@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 BLOCK = 32 * 1024
@@ -57,3 +58,25 @@ def history(run_dir: Path) -> list[dict]:
                 target[path[-1]] = json.loads(item.value_json)
             rows.append(row)
     return rows
+
+
+@contextmanager
+def offline_wandb(monkeypatch, folder: Path):
+    """W&B in offline mode, writing under ``folder``; on exit the active run is finished and wandb's
+    service process stopped, so that its record log is complete on disk before it is read."""
+    import wandb
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(folder),
+                       "WANDB_PROJECT": "adamdist-test"}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield
+    finally:
+        if wandb.run is not None:
+            wandb.finish()
+        wandb.teardown()
+
+
+def run_folder(run) -> Path:
+    """The ``offline-run-*`` folder of ``run`` (wandb keeps its first run's folder per process, so ask the run)."""
+    return Path(run.dir).parent

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -101,20 +99,13 @@ def test_bad_selection_is_refused(tmp_path):
 
 def test_report_to_wandb_gets_the_histograms(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
-    from _wandb_offline import history
+    from _wandb_offline import history, offline_wandb, run_folder
 
-    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path),
-                       "WANDB_PROJECT": "adamdist-test"}.items():
-        monkeypatch.setenv(key, value)
     name = "transformer.h.0.mlp.c_fc.weight"
     callback = UpdateDistributionCallback(params=[name], steps=6, bins=40, sample_size=0)
-    try:
+    with offline_wandb(monkeypatch, tmp_path):
         _train(tmp_path, [callback], report_to=["wandb"])
-        run_dir = Path(wandb.run.dir).parent  # offline-run-*/files: wandb keeps its first run's folder per process
-    finally:
-        if wandb.run is not None:
-            wandb.finish()
-        wandb.teardown()  # stops wandb's service process, so its record log is complete on disk before we read it
+        run_dir = run_folder(wandb.run)
     stats = callback.result()
     rows = [r for r in history(run_dir) if "updates/step" in r]
     # the trainer's own logging steps (2, 4, 6) carry every recorded step, on our own x axis

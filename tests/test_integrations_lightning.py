@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -164,21 +162,15 @@ def test_arguments_are_checked():
 
 
 def test_a_wandb_logger_gets_the_histograms(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-    from _wandb_offline import history
+    pytest.importorskip("wandb")
+    from _wandb_offline import history, offline_wandb, run_folder
     from lightning.pytorch.loggers import WandbLogger
 
-    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}.items():
-        monkeypatch.setenv(key, value)
-    logger = WandbLogger(project="adamdist-test", save_dir=str(tmp_path), offline=True)
     callback = UpdateDistributionCallback(steps=4, bins=40, sample_size=0, log_every=2)
-    try:
+    with offline_wandb(monkeypatch, tmp_path):
+        logger = WandbLogger(project="adamdist-test", save_dir=str(tmp_path), offline=True)
         _fit(Tiny(), [callback], tmp_path, logger=logger, max_steps=4, log_every_n_steps=1)
-        run_dir = Path(logger.experiment.dir).parent  # offline-run-*/files
-    finally:
-        if wandb.run is not None:
-            wandb.finish()
-        wandb.teardown()  # stops wandb's service process, so its record log is complete on disk before we read it
+        run_dir = run_folder(logger.experiment)
     stats = callback.result()
     rows = [r for r in history(run_dir) if "updates/step" in r]
     assert [r["updates/step"] for r in rows] == [1, 2, 3, 4]
