@@ -731,21 +731,29 @@ class UpdateRecorder:
     def _split_samples(self, block):
         return [np.ascontiguousarray(block[:, b:e]) for b, e in zip(self._sample_base[:-1], self._sample_base[1:])]
 
-    def _local_host(self) -> dict:
-        """This rank's partial statistics, on the host (one transfer per buffer)."""
+    def _local_host(self, first: int = 0) -> dict:
+        """This rank's partial statistics of rows ``first..``, on the host (one transfer per buffer)."""
         out = {}
+        rows = slice(first, self._rows)
         for kind, acc in self._acc.items():
-            stats = acc.result(n_rows=self._rows)
+            stats = acc.result(n_rows=self._rows, first_row=first)
             out[kind] = {
                 "stats": stats,
-                "samples": self._split_samples(self._sample_buf[kind][:self._rows].cpu().numpy()),
-                "abs_sum": self._abs_sum[kind][:self._rows].cpu().numpy(),
-                "lr": self._lr[:self._rows].cpu().numpy(),
-                "no_grad": self._no_grad[:self._rows].copy(),
+                "samples": self._split_samples(self._sample_buf[kind][rows].cpu().numpy()),
+                "abs_sum": self._abs_sum[kind][rows].cpu().numpy(),
+                "lr": self._lr[rows].cpu().numpy(),
+                "no_grad": self._no_grad[rows].copy(),
             }
         return out
 
-    def result(self, kind: str = "update", *, broadcast: bool = False) -> UpdateStats | None:
+    def _first_row_after(self, since) -> int:
+        if since is None:
+            return 0
+        since = check_int(since, "since", low=0)
+        return bisect.bisect_right(self.steps, since, 0, self._rows)  # recorded rows are self.steps[:_rows]
+
+    def result(self, kind: str = "update", *, broadcast: bool = False, since: int | None = None
+               ) -> UpdateStats | None:
         """The recorded statistics as :class:`~adamdist.results.UpdateStats`.
 
         Parameters
@@ -755,6 +763,10 @@ class UpdateRecorder:
         broadcast : bool
             Distributed runs: also return the result on ranks that did not
             record (a collective: call it on every rank).
+        since : int, optional
+            Only the steps recorded after optimizer step ``since`` (what a
+            logger has not seen yet): only those rows are copied to the host,
+            so that logging every k steps does not copy the whole run again.
 
         Returns
         -------
@@ -777,7 +789,8 @@ class UpdateRecorder:
             raise ValueError("kind='grad' needs UpdateRecorder(..., record_grad=True)")
         if self._state == "new":
             raise RuntimeError("the recorder was never attached: use it as a context manager or call attach()")
-        local = self._host if self._state == "detached" else self._local_host()
+        first = self._first_row_after(since)
+        local = _host_rows(self._host, first) if self._state == "detached" else self._local_host(first)
         sharded = any(t.sharded for t in self._tracked)
         if self.world_size > 1 and (sharded or broadcast):
             import torch.distributed as dist
@@ -895,6 +908,19 @@ class UpdateRecorder:
                           f"learning rate times the update is below the dtype's resolution at the parameters' "
                           f"magnitude, so the step rounds away; keep float32 master weights (mixed precision) "
                           f"or use a larger learning rate", RuntimeWarning, stacklevel=4)
+
+
+def _host_rows(host: dict, first: int) -> dict:
+    """The host copy of a detached recorder's statistics, from row ``first`` on."""
+    if first == 0:
+        return host
+    out = {}
+    for kind, part in host.items():
+        stats = part["stats"]
+        out[kind] = {"stats": stats.select(steps=stats.steps[first:].tolist()),
+                     "samples": [s[first:] for s in part["samples"]],
+                     **{f: part[f][first:] for f in ("abs_sum", "lr", "no_grad")}}
+    return out
 
 
 def _describe(exc: BaseException) -> str:

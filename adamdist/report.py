@@ -63,7 +63,9 @@ def _chart_html(chart, index: int) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.4g}", na_rep="—")
+    # in its own scrolling box: a wide table must not widen a phone's page
+    return ('<div class="wide">' + frame.to_html(index=False, border=0, classes="table",
+                                                 float_format=lambda v: f"{v:.4g}", na_rep="—") + "</div>")
 
 
 def build_report(stats: UpdateStats, *, title: str = "Update distribution report", beta1: float | None = None,
@@ -147,7 +149,8 @@ def build_report(stats: UpdateStats, *, title: str = "Update distribution report
 
     style = ("body{font-family:system-ui,sans-serif;max-width:760px;margin:2em auto;padding:0 1em;color:#222}"
              ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;text-align:right}.chart{margin:1em 0;max-width:100%;overflow-x:auto}")
+             "border-bottom:1px solid #ddd;text-align:right}.chart{margin:1em 0;max-width:100%;overflow-x:auto}"
+             ".wide{max-width:100%;overflow-x:auto}code{overflow-wrap:anywhere}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}"
             f"</title><style>{style}</style>\n<script>{plots.vega_bundle()}</script></head><body>"

@@ -214,7 +214,7 @@ class UpdateStats:
 
     def select(self, names: Sequence[str] | None = None, steps: Sequence[int] | None = None) -> "UpdateStats":
         """A new :class:`UpdateStats` restricted to some names and/or steps."""
-        name_idx = np.arange(len(self.names)) if names is None else np.array([self._name_index(n) for n in names])
+        name_idx = np.arange(len(self.names)) if names is None else np.array([self._name_index(n) for n in names], dtype=np.intp)
         if steps is None:
             step_idx = np.arange(self.steps.size)
         else:
@@ -222,7 +222,7 @@ class UpdateStats:
             missing = [s for s in steps if int(s) not in lookup]
             if missing:
                 raise ValueError(f"steps {missing} were not recorded; recorded steps are {self.steps.tolist()}")
-            step_idx = np.array([lookup[int(s)] for s in steps])
+            step_idx = np.array([lookup[int(s)] for s in steps], dtype=np.intp)
         kept = [self.names[i] for i in name_idx]
         arrays = {f: getattr(self, f)[np.ix_(step_idx, name_idx)] for f in _ARRAY_FIELDS}
         return UpdateStats(steps=self.steps[step_idx], names=tuple(kept), edges=self.edges,
@@ -881,17 +881,18 @@ class StatsAccumulator:
         check_int(step, "step", low=1)
         self._steps[slot] = step
 
-    def result(self, metadata: Mapping | None = None, n_rows: int | None = None) -> UpdateStats:
-        """Copy the first ``n_rows`` recorded rows to the host as :class:`UpdateStats`."""
+    def result(self, metadata: Mapping | None = None, n_rows: int | None = None, first_row: int = 0) -> UpdateStats:
+        """Copy the recorded rows ``first_row .. n_rows - 1`` to the host as :class:`UpdateStats`."""
         rows = self.n_steps if n_rows is None else check_int(n_rows, "n_rows", low=0, high=self.n_steps)
-        moments = self._moments[:rows].cpu().numpy()
-        counts = self._counts[:rows].cpu().numpy()
-        hist = self._hist[:rows].cpu().numpy()
+        first = check_int(first_row, "first_row", low=0, high=rows)
+        moments = self._moments[first:rows].cpu().numpy()
+        counts = self._counts[first:rows].cpu().numpy()
+        hist = self._hist[first:rows].cpu().numpy()
         return UpdateStats(
-            steps=self._steps[:rows].copy(), names=self.names, edges=self.edges,
+            steps=self._steps[first:rows].copy(), names=self.names, edges=self.edges,
             count=counts[..., 0], nonfinite=counts[..., 1],
             mean=moments[..., 0], var=moments[..., 1], abs_var=moments[..., 2], skew=moments[..., 3],
             hist=hist[..., 1:-1], underflow=hist[..., 0], overflow=hist[..., -1],
-            samples={n: s[:rows].cpu().numpy() for n, s in zip(self.names, self._samples)},
+            samples={n: s[first:rows].cpu().numpy() for n, s in zip(self.names, self._samples)},
             metadata=dict(metadata or {}),
         )

@@ -123,6 +123,29 @@ def test_chosen_steps_and_partial_result():
         np.testing.assert_array_equal(stats.samples["w"][i], manual[step - 1]["2.weight"])
 
 
+def test_result_since_a_step_holds_only_the_later_rows():
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rec = UpdateRecorder(opt, model, steps=[1, 2, 4, 6], sample_size=50, record_grad=True).attach()
+    _run(model, opt, None, 4)
+    assert rec.result(since=1).steps.tolist() == [2, 4]  # attached: rows copied from the device
+    assert rec.result(since=4).steps.size == 0
+    _run(model, opt, None, 3, first=5)
+    for attached in (True, False):
+        whole = rec.result()
+        for since, kept in ((0, [1, 2, 4, 6]), (2, [4, 6]), (3, [4, 6]), (6, []), (99, [])):
+            for kind in ("update", "grad"):
+                part, ref = rec.result(kind, since=since), rec.result(kind).select(steps=kept)
+                assert part.steps.tolist() == kept
+                _assert_same(part, ref)
+                np.testing.assert_array_equal(part.no_grad, ref.no_grad)
+                assert part.metadata["lr_by_step"] == {str(s): whole.metadata["lr_by_step"][str(s)] for s in kept}
+        if attached:
+            rec.detach()
+    with pytest.raises(ValueError, match="since"):
+        rec.result(since=-1)
+
+
 @pytest.mark.parametrize("make_opt", [
     lambda ps: torch.optim.Adam(ps, lr=1e-2),
     lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),

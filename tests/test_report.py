@@ -93,5 +93,8 @@ def test_report_renders_in_a_browser_with_no_network(recording, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(out.as_uri(), wait_until="load")
         page.wait_for_function("document.querySelectorAll('.chart svg.marks').length === 3", timeout=20_000)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: wide tables scroll in their own box
+        sideways = page.evaluate("() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth")
         browser.close()
     assert errors == [] and outside == []
+    assert sideways <= 1, f"at 390 px the report scrolls sideways by {sideways} px"

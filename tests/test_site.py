@@ -29,6 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))
 import bookinfo  # noqa: E402
+import site_reports  # noqa: E402
 
 SITE = Path(os.environ.get("ADAMDIST_SITE") or ROOT / "_build" / "html").resolve()
 REQUIRE_SITE = os.environ.get("ADAMDIST_REQUIRE_SITE", "") not in ("", "0")
@@ -351,3 +352,16 @@ def test_every_chapter_page_has_its_colab_link(site):
         if badges != [expected]:
             bad.append(f"{page.relative_to(site)}: Colab links {badges}, expected [{expected}]")
     assert not bad, "\n".join(bad)
+
+
+def test_reports_written_during_the_build_are_linked_pages(site):
+    """Each report a chapter writes during the build is on the site, and its chapter links to it
+    (rendering offline and fitting a phone are checked for it as for every page, above)."""
+    for doc, names in site_reports.REPORTS.items():
+        page = site / f"{doc}.html"
+        links = {(page.parent / urlsplit(h).path).resolve() for h in _parse(page).links}
+        for name in names:
+            report = (site / site_reports.FOLDER / name).resolve()
+            assert report in PAGES, f"{report} is not on the site"
+            assert report in links, f"{page.relative_to(site)} does not link to {report.relative_to(site)}"
+            assert "vegaEmbed" in report.read_text(encoding="utf-8")

@@ -24,27 +24,24 @@ class RecorderSet:
     def completed_steps(self) -> int:
         return min(r.completed_steps for r in self.recorders)
 
-    def result(self, optimizer: int | None = None) -> UpdateStats:
+    def result(self, optimizer: int | None = None, since: int | None = None) -> UpdateStats:
         if optimizer is not None:
             if not 0 <= optimizer < len(self.recorders):
                 raise ValueError(f"optimizer must be in [0, {len(self.recorders) - 1}], got {optimizer!r}")
-            return self.recorders[optimizer].result()
-        parts = [r.result() for r in self.recorders]
+            return self.recorders[optimizer].result(since=since)
+        parts = [r.result(since=since) for r in self.recorders]
         return None if any(p is None for p in parts) else join(parts)
 
     def log_new(self, send) -> None:
-        """``send(stats)`` with the rows recorded since the last call (if any)."""
+        """``send(stats)`` with the rows recorded since the last call (if any); only those are copied."""
         if self.failed:
             return
         try:
-            stats = self.result()
-            if stats is None:
+            new = self.result(since=self.logged_through)
+            if new is None or not new.steps.size:
                 return
-            new = [int(s) for s in stats.steps if s > self.logged_through]
-            if not new:
-                return
-            send(stats.select(steps=new))
-            self.logged_through = new[-1]
+            send(new)
+            self.logged_through = int(new.steps[-1])
         except Exception as err:  # noqa: BLE001 - a logger's fault must not stop the user's training
             self.failed = True
             warnings.warn(f"adamdist: logging the update histograms failed and is switched off: "
