@@ -444,9 +444,21 @@ def _holds_per_tensor(frame: pd.DataFrame, names, last_step: int) -> dict:
     return out
 
 
-def _law_frame(stats: UpdateStats, law, alpha: float) -> pd.DataFrame:
+def _law_frame(stats: UpdateStats, law, tests, alpha: float, beta1, beta2) -> pd.DataFrame:
+    if tests is not None:
+        if law is not None:
+            raise ValueError("give law or tests, not both: tests is the law test of the default law")
+        if not isinstance(tests, pd.DataFrame):
+            raise TypeError(f"tests must be the DataFrame of verdict.law_test(stats), got {type(tests).__name__}")
+        lacking = {"step", "name", "p", "rejected"} - set(tests.columns)
+        if lacking:
+            raise ValueError(f"tests lacks the columns {sorted(lacking)} of verdict.law_test(stats)")
+        strangers = set(tests["name"]) - set(stats.names)
+        if strangers or not set(tests["step"]) <= set(stats.steps.tolist()):
+            raise ValueError("tests must be the law test of this run (its tensors and steps)")
+        return tests
     if law is None:
-        return verdict.law_test(stats, alpha=alpha)
+        return verdict.law_test(stats, beta1=beta1, beta2=beta2, alpha=alpha)
     if not callable(law):
         raise TypeError(f"law must be a callable step -> law (with .cdf and .var), got {type(law).__name__}")
     rows = []
@@ -510,7 +522,7 @@ def _check_stats(stats):
         raise ValueError("stats has no sampled coordinates (samples): record with sample_size > 0")
 
 
-def diagnose(stats: UpdateStats, *, law=None, grads=None, z: float = Z, replicates: int = REPLICATES,
+def diagnose(stats: UpdateStats, *, law=None, grads=None, tests=None, z: float = Z, replicates: int = REPLICATES,
              alpha: float = verdict.ALPHA, beta1=None, beta2=None, seed: int = 0) -> "Diagnosis":
     r"""Name the cause of each tensor's deviation from the law (the module's rule).
 
@@ -529,6 +541,11 @@ def diagnose(stats: UpdateStats, *, law=None, grads=None, z: float = Z, replicat
         ``record_grad=True``; the same sampled coordinates). Without it, a
         run's ``metadata["grad"]`` mean squares are used for the scale causes
         when present.
+    tests : DataFrame, optional
+        The run's law test when it is already computed
+        (``verdict.law_test(stats, beta1=..., beta2=...)`` with this
+        ``alpha`` and these betas), so that it is not run twice; not with
+        ``law``.
     z : float, > 0
         |z| at which a signature fires (default :data:`Z`).
     replicates : int, >= 8
@@ -574,7 +591,7 @@ def diagnose(stats: UpdateStats, *, law=None, grads=None, z: float = Z, replicat
     optimizer, hyper = _optimizer_of(stats, beta1, beta2)
     if law is None and optimizer not in ("adam", "fairseq_adam"):
         raise ValueError(f"the run's optimizer is {optimizer!r}; the default law is Adam's: pass law=")
-    frame = _law_frame(stats, law, alpha)
+    frame = _law_frame(stats, law, tests, alpha, beta1, beta2)
     last = int(stats.steps[-1])
     holds = _holds_per_tensor(frame, stats.names, last)
     mean_square = stats.metadata.get("grad") if grads is None else None

@@ -125,7 +125,7 @@ def build_report(stats: UpdateStats, *, title: str = "Update distribution report
         sections.append(_chart_html(chart, index))
         index += 1
     sections.append("<details><summary>Per step</summary>" + _table(shares) + "</details>")
-    sections.append(_diagnosis_section(stats, b1, b2))
+    sections.append(_diagnosis_section(stats, b1, b2, tests))
 
     shown_steps = [int(s) for s in steps if int(s) in set(stats.steps.tolist())]
     order = sorted(stats.names, key=lambda n: -int(numel.get(n, 0)))[:max_tensors]
@@ -159,7 +159,7 @@ def build_report(stats: UpdateStats, *, title: str = "Update distribution report
               "</p></body></html>\n")
 
 
-def _diagnosis_section(stats, beta1, beta2) -> str:
+def _diagnosis_section(stats, beta1, beta2, tests) -> str:
     """Which of the paper's causes explains each tensor's deviation (:func:`adamdist.diagnose`), or why it cannot."""
     from .diagnosis import diagnose
 
@@ -167,7 +167,7 @@ def _diagnosis_section(stats, beta1, beta2) -> str:
             "section 6 causes in the sampled updates, each against its spread under the law's own assumptions "
             "(see the book's chapter 4 for the rule and its calibration).</p>")
     try:
-        diagnosis = diagnose(stats, beta1=beta1, beta2=beta2)
+        diagnosis = diagnose(stats, beta1=beta1, beta2=beta2, tests=tests)
     except ValueError as exc:
         return head + f"<p><b>No diagnosis for this run:</b> {html.escape(str(exc))}</p>"
     frame = diagnosis.to_frame()[["name", "holds_through", "cause", "score", "evidence"]]

@@ -204,3 +204,32 @@ def test_a_non_adam_optimizer_is_refused_or_needs_its_law():
 
     row = _cause(average, law=theory.update_distribution)  # Theorem 1 is the law of the plain average
     assert row["cause"] == "consistent", row["evidence"]
+
+
+def test_a_law_test_already_computed_is_used_not_repeated(monkeypatch):
+    from adamdist import verdict
+
+    run = make_run("growing_scale", 1.0, n=N, steps=STEPS)
+    tests = verdict.law_test(run)
+    expected = adamdist.diagnose(run).to_frame()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("law_test ran again")
+
+    monkeypatch.setattr(verdict, "law_test", refuse)
+    given = adamdist.diagnose(run, tests=tests).to_frame()
+    assert given.equals(expected)
+    with pytest.raises(ValueError, match="law or tests, not both"):
+        adamdist.diagnose(run, tests=tests, law=lambda t: None)
+    with pytest.raises(TypeError, match="tests must be the DataFrame"):
+        adamdist.diagnose(run, tests=tests.to_dict())
+    with pytest.raises(ValueError, match=r"lacks the columns \['rejected'\]"):
+        adamdist.diagnose(run, tests=tests.drop(columns="rejected"))
+    with pytest.raises(ValueError, match="law test of this run"):
+        adamdist.diagnose(run, tests=tests.assign(name="another"))
+
+
+def test_the_betas_given_are_those_of_the_law_test_too():
+    run = make_run("consistent", n=N, steps=STEPS)  # beta1 = 0
+    wrong = adamdist.diagnose(run, beta1=0.9).to_frame().iloc[0]
+    assert wrong["holds_through"] < STEPS

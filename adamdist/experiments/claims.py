@@ -201,7 +201,7 @@ def vision_results(run_profile=None, names=None) -> dict:
             entry["measured_shares"] = verdict.step_shares(entry["measured"])
             # which of the paper's causes explains where the law fails (the run's gradient mean squares decide
             # the scale causes)
-            entry["diagnosis"] = diagnose(stats)
+            entry["diagnosis"] = diagnose(stats, tests=entry["unit"])
         if name == MOMENTUM:
             # the same run against Theorem 1's β1 = 0 law, over the figures' steps
             entry["theorem1_shares"] = verdict.step_shares(
