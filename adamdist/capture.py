@@ -1111,13 +1111,7 @@ def predicted_law(stats: UpdateStats, beta2: float | None = None, *, exact: bool
                          f"Use exact=True for Adam's exact law with momentum, or pass beta1=0 to compare anyway.")
     if beta2 is None:
         return theory.update_distribution
-
-    def law(m):
-        m_eff = float(theory.ema_effective_samples(beta2, m))
-        # m_eff is 1 up to rounding for beta2 = 0: use the exact two-point law there
-        return theory.update_distribution(1.0 if m_eff < 1 + 1e-12 else m_eff)
-
-    return law
+    return lambda m: theory.update_distribution(float(theory.adam_effective_m(beta2, m)))
 
 
 def compare_with_theory(stats: UpdateStats, beta2: float | None = None, *, exact: bool = False,

@@ -134,6 +134,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from . import theory
 from ._validation import as_float_array, check_int, check_memory, check_range, check_scalar, scalar_or_array
 
 __all__ = [
@@ -167,15 +168,6 @@ def _check_betas(beta1, beta2):
     return check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True), check_scalar(beta2, "beta2", 0.0, 1.0)
 
 
-def _ema_weights(t: int, beta: float) -> np.ndarray:
-    # (1 - beta) / (1 - beta**t) loses digits for beta near 1 if done naively.
-    i = np.arange(1, t + 1)
-    if beta == 0.0:
-        return (i == t).astype(np.float64)
-    norm = -math.expm1(t * math.log(beta))
-    return (1.0 - beta) * beta ** (t - i).astype(np.float64) / norm
-
-
 def momentum_weights(t, beta1):
     r"""Bias-corrected momentum weights :math:`a_i` of PyTorch's Adam at step ``t``.
 
@@ -196,7 +188,7 @@ def momentum_weights(t, beta1):
     numpy.ndarray, shape (t,)
     """
     t = check_int(t, "t", low=1)
-    return _ema_weights(t, check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True))
+    return theory.ema_weights(check_scalar(beta1, "beta1", 0.0, 1.0, high_open=True), t)
 
 
 def second_moment_weights(t, beta2):
@@ -220,10 +212,7 @@ def second_moment_weights(t, beta2):
     numpy.ndarray, shape (t,)
     """
     t = check_int(t, "t", low=1)
-    b2 = check_scalar(beta2, "beta2", 0.0, 1.0)
-    if b2 == 1.0:
-        return np.full(t, 1.0 / t)
-    return _ema_weights(t, b2)
+    return theory.ema_weights(check_scalar(beta2, "beta2", 0.0, 1.0), t)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -713,8 +702,8 @@ class AdamUpdateDistribution:
     def __init__(self, t, beta1, beta2, sigma, mean):
         self.t, self.beta1, self.beta2 = t, beta1, beta2
         self.sigma, self.mean_ = sigma, mean
-        self.a = _ema_weights(t, beta1)
-        self.w = np.full(t, 1.0 / t) if beta2 == 1.0 else _ema_weights(t, beta2)
+        self.a = theory.ema_weights(beta1, t)
+        self.w = theory.ema_weights(beta2, t)
         live = self.a > 0
         if (self.w[live] == 0).any():
             self.bound = math.inf

@@ -29,6 +29,8 @@ regularised incomplete Beta function, so it stays finite and accurate from
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import special, stats
 
@@ -47,6 +49,7 @@ __all__ = [
     "ema_weights",
     "ema_mean_variance",
     "ema_effective_samples",
+    "adam_effective_m",
     "ema_equivalent_m",
     "ema_equivalent_beta",
 ]
@@ -347,9 +350,22 @@ def ema_weights(beta, m):
         w_i = \frac{(1-\beta)\beta^{m-i}}{1 - \beta^m}, \qquad \sum_i w_i = 1,
 
     the weights Adam puts on :math:`g_1^2, \dots, g_m^2` after bias correction
-    (eqs. 8-9, 13). ``beta = 0`` gives all weight to the newest sample.
+    (eqs. 8-9, 13), and on :math:`g_1, \dots, g_m` in its momentum. ``beta = 0``
+    gives all weight to the newest sample; ``beta = 1`` is the limit
+    :math:`\beta \to 1`, the simple average :math:`w_i = 1/m` (Theorem 1).
+    This is the one implementation in the package:
+    :func:`adamdist.exact.momentum_weights` and
+    :func:`adamdist.exact.second_moment_weights` are this function with
+    the step first.
+
+    Examples
+    --------
+    >>> ema_weights(0.5, 3)
+    array([0.14285714, 0.28571429, 0.57142857])
+    >>> ema_weights(1.0, 4)
+    array([0.25, 0.25, 0.25, 0.25])
     """
-    b = check_scalar(beta, "beta", 0.0, 1.0, high_open=True)
+    b = check_scalar(beta, "beta", 0.0, 1.0)
     m_val = check_scalar(m, "m", 1, np.inf)
     m_int = int(m_val)
     if m_int != m_val:
@@ -357,8 +373,11 @@ def ema_weights(beta, m):
     i = np.arange(1, m_int + 1)
     if b == 0.0:
         return (i == m_int).astype(np.float64)
-    log_w = np.log1p(-b) + (m_int - i) * np.log(b) - np.log(-np.expm1(m_int * np.log(b)))
-    return np.exp(log_w)
+    if b == 1.0:
+        return np.full(m_int, 1.0 / m_int)
+    # (1 - beta) / (1 - beta**m) loses digits for beta near 1 if done naively
+    norm = -math.expm1(m_int * math.log(b))
+    return (1.0 - b) * b ** (m_int - i).astype(np.float64) / norm
 
 
 def ema_mean_variance(beta, m):
@@ -392,6 +411,33 @@ def ema_effective_samples(beta, m):
     :math:`m \ll 1/(1-\beta)`, and :math:`(1+\beta)/(1-\beta)` for large m.
     """
     return scalar_or_array(1.0 / np.asarray(ema_mean_variance(beta, m)))
+
+
+def adam_effective_m(beta2, t):
+    r"""The :math:`m` at which the book reads Theorem 1 for Adam at step ``t``.
+
+    Adam's bias-corrected average of :math:`t` squared gradients is not the
+    theorem's simple average; its Kish effective sample size
+    (:func:`ema_effective_samples`) is the :math:`m` with the same variance:
+    :math:`m = t` to 0.01% for :math:`t \le 30` at :math:`\beta_2 = 0.999`,
+    and 1 for :math:`\beta_2 = 0` (the two-point law). ``beta2=None`` means
+    the simple average itself (:math:`m = t`). Values within 1e-9 of 1 are 1
+    exactly, so that :func:`update_distribution` gives the discrete law there.
+
+    Examples
+    --------
+    >>> adam_effective_m(0.0, [1, 2, 3])
+    array([1., 1., 1.])
+    >>> adam_effective_m(None, [1, 2, 3])
+    array([1., 2., 3.])
+    >>> float(round(adam_effective_m(0.999, 20), 4))
+    19.9993
+    """
+    t_arr = check_range(t, "t", 1.0, np.inf)
+    if beta2 is None:
+        return scalar_or_array(np.asarray(t_arr, dtype=np.float64))
+    m = np.asarray(ema_effective_samples(beta2, t_arr), dtype=np.float64)
+    return scalar_or_array(np.where(m < 1 + 1e-9, 1.0, m))
 
 
 def ema_equivalent_m(beta):

@@ -314,3 +314,28 @@ def test_squared_update_law_unchanged_by_the_checks():
     d = T.squared_update_distribution(7, c=6)
     assert d.mean() == pytest.approx(6 / 7, rel=1e-14)
     assert T.gradient_share_distribution(7).mean() == pytest.approx(1 / 7, rel=1e-14)
+
+
+def test_ema_weights_have_one_owner_and_reach_the_simple_average():
+    from adamdist import exact
+
+    for t in (1, 2, 9, 400):
+        for beta in (0.0, 0.3, 0.9, 0.999):
+            np.testing.assert_array_equal(exact.momentum_weights(t, beta), T.ema_weights(beta, t))
+            np.testing.assert_array_equal(exact.second_moment_weights(t, beta), T.ema_weights(beta, t))
+        np.testing.assert_array_equal(T.ema_weights(1.0, t), np.full(t, 1 / t))
+        np.testing.assert_allclose(T.ema_weights(1 - 1e-12, t), np.full(t, 1 / t), rtol=1e-8)
+    with pytest.raises(ValueError, match="beta"):
+        T.ema_weights(1.5, 3)
+
+
+def test_adam_effective_m():
+    t = np.arange(1, 31)
+    np.testing.assert_array_equal(T.adam_effective_m(None, t), t.astype(float))
+    np.testing.assert_array_equal(T.adam_effective_m(0.0, t), np.ones(30))
+    m = T.adam_effective_m(0.999, t)
+    np.testing.assert_allclose(m, t, rtol=1e-3)
+    np.testing.assert_allclose(m, [1 / (T.ema_weights(0.999, k) ** 2).sum() for k in t], rtol=1e-12)
+    assert T.adam_effective_m(0.999, 1) == 1.0 and isinstance(T.adam_effective_m(0.9, 5), float)
+    with pytest.raises(ValueError, match="t"):
+        T.adam_effective_m(0.9, 0)

@@ -398,9 +398,8 @@ def comparison(stats: UpdateStats, beta2: float | None = None, beta1: float | No
 
     beta2 = stats.metadata.get("config", {}).get("beta2") if beta2 is None else beta2
     frame = compare_with_theory(stats, beta2, beta1=beta1)
-    m_eff = np.array([float(theory.ema_effective_samples(beta2, m)) if beta2 is not None else float(m)
-                      for m in frame["step"]])
-    abs_pred = np.where(m_eff > 1 + 1e-9, theory.abs_update_variance(np.maximum(m_eff, 1.0)), 0.0)
+    m_eff = np.asarray(theory.adam_effective_m(beta2, frame["step"].to_numpy()), dtype=np.float64)
+    abs_pred = np.asarray(theory.abs_update_variance(m_eff), dtype=np.float64)
     abs_measured = np.array([stats.abs_var[list(stats.steps).index(s), stats.names.index(n)]
                              for s, n in zip(frame["step"], frame["name"])])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -431,8 +430,8 @@ def law_curves(steps, beta2: float | None, x, cap: float | None = None):
     x = np.asarray(x, dtype=np.float64)
     parts = []
     for m in steps:
-        m_eff = float(theory.ema_effective_samples(beta2, m)) if beta2 is not None else float(m)
-        if m_eff <= 1 + 1e-9:
+        m_eff = float(theory.adam_effective_m(beta2, m))
+        if m_eff == 1.0:
             continue
         d = theory.update_distribution(m_eff).pdf(x)
         if cap is not None:
