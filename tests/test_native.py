@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +172,35 @@ def test_cc_that_cannot_be_split_is_named(tmp_path, monkeypatch):
     _fresh(monkeypatch, tmp_path / "cache", CC='"gcc -O2', ADAMDIST_NATIVE="1")
     with pytest.raises(RuntimeError, match=r"CC=.*gcc -O2"):
         _native.library()
+
+
+# The C kernel and the Python side share two tables written twice by hand; these tests read the
+# C source and fail as soon as the two drift apart.
+_KERNEL_SOURCE = (Path(_native.__file__).parent / "kernels.c").read_text(encoding="utf-8")
+
+
+def _c_struct_fields(name: str) -> list[tuple[str, str]]:
+    body = re.search(r"typedef struct \{(?P<body>.*?)\}\s*" + name + ";", _KERNEL_SOURCE, re.S).group("body")
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    fields = []
+    for decl in filter(None, (d.strip() for d in body.split(";"))):
+        ctype, field = decl.rsplit(None, 1)
+        fields.append((field.lstrip("*"), "pointer" if "*" in decl else ctype.split()[-1]))
+    return fields
+
+
+def test_the_job_layout_is_the_c_structs():
+    from adamdist.results import _JOB_DTYPE
+
+    kind = {"pointer": np.dtype(np.uintp), "double": np.dtype(np.float64), "int64_t": np.dtype(np.int64)}
+    c_fields = _c_struct_fields("job_t")
+    assert [f for f, _ in c_fields] == list(_JOB_DTYPE.names)
+    assert [kind[k] for _, k in c_fields] == [_JOB_DTYPE.fields[f][0] for f in _JOB_DTYPE.names]
+    assert _JOB_DTYPE.itemsize == 8 * len(c_fields)  # every field 8 bytes: no padding on either side
+
+
+def test_the_optimizer_codes_are_the_c_kernels_cases():
+    from adamdist.simulate import OPTIMIZERS
+
+    cases = {int(code): name for code, name in re.findall(r"case (\d+): /\* (\w+)", _KERNEL_SOURCE)}
+    assert cases == {opt.code: name for name, opt in OPTIMIZERS.items()}
