@@ -132,7 +132,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from . import theory
 from ._validation import as_float_array, check_int, check_memory, check_range, check_scalar, scalar_or_array
@@ -677,58 +677,70 @@ def _normal_sf(x):
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(400)
 
 
-class AdamUpdateDistribution:
+class AdamUpdateDistribution(stats.rv_continuous):
     r"""Exact law of PyTorch's Adam update at step ``t`` for Gaussian gradients.
 
-    Build it with :func:`update_distribution`. The law is continuous with
-    support :math:`[-b, b]`, :math:`b = \sqrt{\sum_i a_i^2/w_i}` (Cauchy-Schwarz;
-    infinite when ``beta2 = 0 < beta1``). See the module docstring for the
-    derivation; :meth:`cdf` is accurate to about 1e-11 absolute and
-    :meth:`pdf` to about 1e-9 relative (checked against eq. 30 and Monte
-    Carlo in the tests).
+    Build it with :func:`update_distribution`. It is a ``scipy.stats``
+    distribution (an ``rv_continuous``, built from its data the way
+    ``scipy.stats.rv_histogram`` is), so every method scipy users expect is
+    there: ``cdf``, ``sf``, ``pdf``, ``ppf``, ``isf``, their logarithms,
+    ``mean``, ``var``, ``std``, ``moment``, ``median``, ``interval``,
+    ``expect``, ``support``, ``rvs``, and freezing with ``loc``/``scale``. The
+    law is continuous with support :math:`[-b, b]`,
+    :math:`b = \sqrt{\sum_i a_i^2/w_i}` (Cauchy-Schwarz; infinite when
+    ``beta2 = 0 < beta1``). See the module docstring for the derivation;
+    :meth:`cdf` is accurate to about 1e-11 absolute and :meth:`pdf` to about
+    1e-9 relative (checked against eq. 30 and Monte Carlo in the tests).
+
+    Two things differ from a plain scipy distribution, on purpose: NaN points
+    and probabilities outside ``[0, 1]`` raise ``ValueError`` (scipy returns
+    NaN), and an int ``random_state`` seeds ``numpy.random.default_rng``.
 
     Attributes
     ----------
     t, beta1, beta2 : the step and decays.
-    sigma, mean : numpy.ndarray, shape (t,)
+    sigma, mu : numpy.ndarray, shape (t,)
         Per-step scale and mean of the gradient.
-    a, w : numpy.ndarray, shape (t,)
-        Momentum and preconditioner weights (:func:`momentum_weights`,
+    momentum_weights, second_moment_weights : numpy.ndarray, shape (t,)
+        :math:`a` and :math:`w` (:func:`momentum_weights`,
         :func:`second_moment_weights`).
-    support : tuple of float
-        ``(-b, b)``.
+    bound : float
+        :math:`b`; ``support()`` is ``(-b, b)``.
     """
 
-    def __init__(self, t, beta1, beta2, sigma, mean):
+    def __init__(self, t, beta1, beta2, sigma, mean, *args, **kwargs):
         self.t, self.beta1, self.beta2 = t, beta1, beta2
-        self.sigma, self.mean_ = sigma, mean
-        self.a = theory.ema_weights(beta1, t)
-        self.w = theory.ema_weights(beta2, t)
-        live = self.a > 0
-        if (self.w[live] == 0).any():
+        self.sigma, self.mu = sigma, mean
+        a = self.momentum_weights = theory.ema_weights(beta1, t)
+        w = self.second_moment_weights = theory.ema_weights(beta2, t)
+        live = a > 0
+        if (w[live] == 0).any():
             self.bound = math.inf
         else:
-            self.bound = float(np.sqrt(np.sum(self.a[live] ** 2 / self.w[live])))
+            self.bound = float(np.sqrt(np.sum(a[live] ** 2 / w[live])))
         # u is invariant under g -> c g, c > 0: work with O(1) numbers.
         k = float(sigma.max())
-        self._plus = _reduce(self.a, self.w, sigma / k, mean / k)
-        self._minus = self._plus if not mean.any() else _reduce(self.a, self.w, sigma / k, -mean / k)
-        self._moments = None
+        self._plus = _reduce(a, w, sigma / k, mean / k)
+        self._minus = self._plus if not mean.any() else _reduce(a, w, sigma / k, -mean / k)
+        self._moment_nodes = None
         self._table = None
         # Rough scale of u, |a.g| / sqrt(E g'Wg), for the small-|x| patch of _tails.
         r = self._plus
         scale = (r.nv + abs(r.s0)) / math.sqrt(r.c0 + r.c2 + float(r.lam.sum()))
         self._y_min = 1e-3 * min(scale, self.bound)
+        kwargs.setdefault("name", "adam_update")
+        kwargs.pop("a", None), kwargs.pop("b", None)  # the support is the law's own (scipy passes them back)
+        super().__init__(*args, a=-self.bound, b=self.bound, **kwargs)
 
-    # ----------------------------------------------------------------- basics
-    @property
-    def support(self):
-        """``(-b, b)``: every update lies in this interval (Cauchy-Schwarz, attained)."""
-        return (-self.bound, self.bound)
+    def _updated_ctor_param(self):
+        # what scipy needs to rebuild the law when it is frozen or copied
+        dct = super()._updated_ctor_param()
+        dct.update(t=self.t, beta1=self.beta1, beta2=self.beta2, sigma=self.sigma, mean=self.mu)
+        return dct
 
     def __repr__(self):
         sig = "1" if np.all(self.sigma == 1) else "custom"
-        mu = "0" if not self.mean_.any() else "custom"
+        mu = "0" if not self.mu.any() else "custom"
         b2 = "1 (simple average)" if self.beta2 == 1.0 else repr(self.beta2)
         return (f"AdamUpdateDistribution(t={self.t}, beta1={self.beta1!r}, beta2={b2}, "
                 f"sigma={sig}, mean={mu}, support=(-{self.bound:.6g}, {self.bound:.6g}))")
@@ -777,47 +789,24 @@ class AdamUpdateDistribution:
             out[small] = val if derivative else np.where(xs > 0, 1.0 - val, val)
         return out, (x > 0) & (x < self.bound), (x < 0) & (x > -self.bound)
 
-    # ----------------------------------------------------------------- cdf / pdf
-    def cdf(self, x):
+    # ----------------------------------------------------------------- the public methods check their input
+    def cdf(self, x, *args, **kwds):
         r"""Cumulative distribution function :math:`P(u \le x)`, vectorised.
 
         For :math:`x > 0`, :math:`1 - P(a^\top g > 0,\ Q_x > 0)` with
         :math:`Q_x = (a^\top g)^2 - x^2 g^\top W g`, computed by one saddle-point
         contour integral (Imhof 1961 / Gil-Pelaez) per point; see the module
         docstring. For :math:`x < 0` the mirrored problem (mean :math:`\to`
-        -mean) is used, and :math:`F(0) = P(a^\top g \le 0)`.
-
-        Parameters
-        ----------
-        x : array_like
-            Points (``±inf`` allowed, NaN rejected).
-
-        Returns
-        -------
-        float or numpy.ndarray
+        -mean) is used, and :math:`F(0) = P(a^\top g \le 0)`. ``x``: points
+        (``±inf`` allowed, NaN raises ``ValueError``).
         """
-        x = as_float_array(x, "x")
-        flat = x.ravel()
-        tail, pos, neg = self._tails(flat)
-        out = np.where(flat >= self.bound, 1.0, 0.0)
-        out[pos] = 1.0 - tail[pos]
-        out[neg] = tail[neg]
-        zero = flat == 0
-        out[zero] = 1.0 - float(_normal_sf(self._plus.zeta0))
-        return scalar_or_array(np.clip(out, 0.0, 1.0).reshape(x.shape))
+        return scalar_or_array(super().cdf(as_float_array(x, "x"), *args, **kwds))
 
-    def sf(self, x):
+    def sf(self, x, *args, **kwds):
         """Survival function ``P(u > x)``; accurate in the upper tail (no ``1 - cdf`` cancellation)."""
-        x = as_float_array(x, "x")
-        flat = x.ravel()
-        tail, pos, neg = self._tails(flat)
-        out = np.where(flat <= -self.bound, 1.0, 0.0)
-        out[pos] = tail[pos]
-        out[neg] = 1.0 - tail[neg]
-        out[flat == 0] = float(_normal_sf(self._plus.zeta0))
-        return scalar_or_array(np.clip(out, 0.0, 1.0).reshape(x.shape))
+        return scalar_or_array(super().sf(as_float_array(x, "x"), *args, **kwds))
 
-    def pdf(self, x):
+    def pdf(self, x, *args, **kwds):
         r"""Probability density, the derivative of :meth:`cdf` taken under the integral.
 
         .. math:: f(x) = \frac{2x}{\pi}\int_0^\infty \operatorname{Re}\,
@@ -827,31 +816,85 @@ class AdamUpdateDistribution:
         it is the cubic through the values at :math:`\pm 10^{-3}`,
         :math:`\pm 2\cdot 10^{-3}` (an :math:`O(10^{-12})` relative error for a
         smooth density), because the integral loses digits as :math:`x \to 0`.
-
-        Parameters
-        ----------
-        x : array_like
-
-        Returns
-        -------
-        float or numpy.ndarray
         """
-        x = as_float_array(x, "x")
-        flat = x.ravel()
-        zero = flat == 0
-        # 0 goes to the small-|x| interpolation of _tails
-        val, _, _ = self._tails(np.where(zero, 1e-300, flat), derivative=True)
-        out = np.where(np.isinf(flat), 0.0, val)
-        return scalar_or_array(np.clip(out, 0.0, None).reshape(x.shape))
+        return scalar_or_array(super().pdf(as_float_array(x, "x"), *args, **kwds))
 
-    # ----------------------------------------------------------------- quantiles
+    def ppf(self, q, *args, **kwds):
+        """Quantile function: safeguarded Newton (cdf and pdf) from a bracket read off a CDF table.
+
+        ``x`` with ``|cdf(x) - q| < max(1e-12 min(q, 1-q), 1e-15)`` (or bracketed to 1e-14 relative);
+        ``q`` outside ``[0, 1]`` raises ``ValueError``.
+        """
+        return scalar_or_array(super().ppf(check_range(q, "q", 0.0, 1.0), *args, **kwds))
+
+    def isf(self, q, *args, **kwds):
+        """Inverse survival function, ``ppf(1 - q)``."""
+        return scalar_or_array(super().isf(check_range(q, "q", 0.0, 1.0), *args, **kwds))
+
+    def interval(self, confidence, *args, **kwds):
+        """Equal-tailed interval ``(ppf((1-c)/2), ppf((1+c)/2))`` holding probability ``confidence``."""
+        lo, hi = super().interval(float(check_range(confidence, "confidence", 0.0, 1.0)), *args, **kwds)
+        return float(lo), float(hi)
+
+    def rvs(self, size=1, random_state=None, **kwds):
+        """Draw updates by running the Adam recursion on simulated gradients.
+
+        Gradients :math:`g_i = \\mu_i + \\sigma_i Z_i` go through
+        :func:`adam_update_from_gradients` (bias-corrected, ``eps = 0``), i.e. the
+        simulation does not use the quadratic-form representation it checks.
+        ``size`` comes first, as for a frozen scipy law; ``random_state``: None,
+        an int seed >= 0 (of ``numpy.random.default_rng``) or a
+        ``numpy.random.Generator``.
+        """
+        return super().rvs(size=size, random_state=_rng(random_state), **kwds)
+
+    def mean(self, *args, **kwds):
+        """:math:`E u`, by quadrature of the CDF (``_munp``); ``ValueError`` when it does not exist
+        (``beta2 = 0 < beta1``: tails :math:`P(|u| > x) \\sim C/x`)."""
+        return float(super().mean(*args, **kwds))
+
+    def var(self, *args, **kwds):
+        """Variance; ``inf`` when ``beta2 = 0 < beta1``. 1 for every ``t`` in the paper's setting
+        (``beta1 = 0``, ``beta2 = 1``, unit Gaussians: Corollary 1)."""
+        return float(super().var(*args, **kwds))
+
+    def std(self, *args, **kwds):
+        """Standard deviation, ``sqrt(var())``."""
+        return float(super().std(*args, **kwds))
+
+    def median(self, *args, **kwds):
+        """``ppf(0.5)``."""
+        return float(super().median(*args, **kwds))
+
+    # ----------------------------------------------------------------- scipy's hooks
+    def _cdf(self, x):
+        tail, pos, neg = self._tails(x)
+        out = np.where(x >= self.bound, 1.0, 0.0)
+        out[pos] = 1.0 - tail[pos]
+        out[neg] = tail[neg]
+        out[x == 0] = 1.0 - float(_normal_sf(self._plus.zeta0))
+        return np.clip(out, 0.0, 1.0)
+
+    def _sf(self, x):
+        tail, pos, neg = self._tails(x)
+        out = np.where(x <= -self.bound, 1.0, 0.0)
+        out[pos] = tail[pos]
+        out[neg] = 1.0 - tail[neg]
+        out[x == 0] = float(_normal_sf(self._plus.zeta0))
+        return np.clip(out, 0.0, 1.0)
+
+    def _pdf(self, x):
+        # 0 goes to the small-|x| interpolation of _tails
+        val, _, _ = self._tails(np.where(x == 0, 1e-300, x), derivative=True)
+        return np.clip(np.where(np.isinf(x), 0.0, val), 0.0, None)
+
     def _bracket(self, q_lo, q_hi):
         if math.isfinite(self.bound):
             return -self.bound, self.bound
         lo, hi = -1.0, 1.0
-        while self.cdf(lo) > q_lo and lo > -1e300:
+        while self._cdf(np.array([lo]))[0] > q_lo and lo > -1e300:
             lo *= 4.0
-        while self.cdf(hi) < q_hi and hi < 1e300:
+        while self._cdf(np.array([hi]))[0] < q_hi and hi < 1e300:
             hi *= 4.0
         return lo, hi
 
@@ -859,172 +902,125 @@ class AdamUpdateDistribution:
         # nodes clustered at the ends, where a bounded law's CDF bends most
         k = np.arange(size)
         x = lo + (hi - lo) * 0.5 * (1.0 - np.cos(np.pi * k / (size - 1)))
-        return x, np.maximum.accumulate(np.asarray(self.cdf(x)))
+        return x, np.maximum.accumulate(self._cdf_anywhere(x))
 
-    def ppf(self, q):
-        """Quantile function: safeguarded Newton (cdf and pdf) from a bracket read off a CDF table.
+    def _cdf_anywhere(self, x):
+        out = np.where(x >= self.bound, 1.0, 0.0)
+        inside = (x > -self.bound) & (x < self.bound)
+        out[inside] = self._cdf(x[inside])
+        return out
 
-        Parameters
-        ----------
-        q : array_like
-            Probabilities in ``[0, 1]``.
+    def _ppf(self, q):
+        qi = np.asarray(q, dtype=np.float64).ravel()
+        if math.isfinite(self.bound):
+            if self._table is None:
+                self._table = self._cdf_table(-self.bound, self.bound)
+            xt, Ft = self._table
+        else:
+            xt, Ft = self._cdf_table(*self._bracket(qi.min(), qi.max()))
+        k = np.clip(np.searchsorted(Ft, qi, side="left"), 1, len(xt) - 1)
+        lo, hi = xt[k - 1], xt[k]
+        span = np.maximum(Ft[k] - Ft[k - 1], 1e-300)
+        x = lo + (hi - lo) * np.clip((qi - Ft[k - 1]) / span, 0.0, 1.0)
+        active = np.arange(qi.size)
+        for it in range(60):
+            xa = x[active]
+            f_x = self._cdf_anywhere(xa) - qi[active]
+            lo[active] = np.where(f_x < 0, xa, lo[active])
+            hi[active] = np.where(f_x < 0, hi[active], xa)
+            qa = qi[active]
+            tol = np.maximum(1e-12 * np.minimum(qa, 1.0 - qa), 1e-15)
+            done = (np.abs(f_x) < tol) | (hi[active] - lo[active] < 1e-14 * (1 + np.abs(xa)))
+            active, f_x, xa = active[~done], f_x[~done], xa[~done]
+            if not active.size:
+                break
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = xa - f_x / self._pdf(xa)
+            # every third step bisects, so the bracket shrinks even if Newton dithers
+            ok = np.isfinite(step) & (step > lo[active]) & (step < hi[active]) & (it % 3 != 2)
+            x[active] = np.where(ok, step, 0.5 * (lo[active] + hi[active]))
+        return x.reshape(np.shape(q))
 
-        Returns
-        -------
-        float or numpy.ndarray
-            ``x`` with ``|cdf(x) - q| < max(1e-12 min(q, 1-q), 1e-15)`` (or bracketed to 1e-14 relative).
-        """
-        q = check_range(q, "q", 0.0, 1.0)
-        flat = q.ravel().astype(np.float64)
-        inner = (flat > 0) & (flat < 1)
-        qi = flat[inner]
-        out = np.where(flat <= 0, -self.bound, self.bound).astype(np.float64)
-        if qi.size:
-            if math.isfinite(self.bound):
-                if self._table is None:
-                    self._table = self._cdf_table(-self.bound, self.bound)
-                xt, Ft = self._table
-            else:
-                xt, Ft = self._cdf_table(*self._bracket(qi.min(), qi.max()))
-            k = np.clip(np.searchsorted(Ft, qi, side="left"), 1, len(xt) - 1)
-            lo, hi = xt[k - 1], xt[k]
-            span = np.maximum(Ft[k] - Ft[k - 1], 1e-300)
-            x = lo + (hi - lo) * np.clip((qi - Ft[k - 1]) / span, 0.0, 1.0)
-            active = np.arange(qi.size)
-            for it in range(60):
-                xa = x[active]
-                f_x = np.atleast_1d(self.cdf(xa)) - qi[active]
-                lo[active] = np.where(f_x < 0, xa, lo[active])
-                hi[active] = np.where(f_x < 0, hi[active], xa)
-                qa = qi[active]
-                tol = np.maximum(1e-12 * np.minimum(qa, 1.0 - qa), 1e-15)
-                done = (np.abs(f_x) < tol) | (hi[active] - lo[active] < 1e-14 * (1 + np.abs(xa)))
-                active, f_x, xa = active[~done], f_x[~done], xa[~done]
-                if not active.size:
-                    break
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    step = xa - f_x / np.atleast_1d(self.pdf(xa))
-                # every third step bisects, so the bracket shrinks even if Newton dithers
-                ok = np.isfinite(step) & (step > lo[active]) & (step < hi[active]) & (it % 3 != 2)
-                x[active] = np.where(ok, step, 0.5 * (lo[active] + hi[active]))
-            out[inner] = x
-        return scalar_or_array(out.reshape(q.shape))
+    def _moment_quadrature(self):
+        """Nodes, weights, the CDF there and the upper end, for :math:`E u^n = x_{hi}^n - \\int n x^{n-1} F`."""
+        if self._moment_nodes is None:
+            # Integrate only over where the law lives: [x_lo, x_hi] with tail mass < 1e-12;
+            # a sharp, far-off-centre law would otherwise fall between quadrature nodes.
+            x_lo, x_hi = (float(v) for v in self._ppf(np.array([1e-12, 1.0 - 1e-12])))
+            half, mid = 0.5 * (x_hi - x_lo), 0.5 * (x_hi + x_lo)
+            # x = mid + half sin(theta): smooths the algebraic edge behaviour at +-bound.
+            th = 0.5 * math.pi * _GL_X
+            xs = mid + half * np.sin(th)
+            wt = 0.5 * math.pi * _GL_W * half * np.cos(th)
+            self._moment_nodes = xs, wt, self._cdf_anywhere(xs), x_hi
+        return self._moment_nodes
 
-    def interval(self, confidence):
-        """Equal-tailed interval ``(ppf((1-c)/2), ppf((1+c)/2))`` holding probability ``confidence``."""
-        c = float(check_range(confidence, "confidence", 0.0, 1.0))
-        lo, hi = self.ppf(np.array([(1 - c) / 2, (1 + c) / 2]))
-        return float(lo), float(hi)
-
-    # ----------------------------------------------------------------- moments
-    def _compute_moments(self):
+    def _munp(self, n):
+        r""":math:`E u^n` by parts, :math:`x_{hi}^n - \int_{x_{lo}}^{x_{hi}} n x^{n-1} F(x)\,dx` (F(x_lo) ~ 0)."""
         if not math.isfinite(self.bound):
-            return None
-        # Integrate only over where the law lives: [x_lo, x_hi] with tail mass < 1e-12;
-        # a sharp, far-off-centre law would otherwise fall between quadrature nodes.
-        x_lo, x_hi = self._effective_range(1e-12)
-        half, mid = 0.5 * (x_hi - x_lo), 0.5 * (x_hi + x_lo)
-        # x = mid + half sin(theta): smooths the algebraic edge behaviour at +-bound.
-        th = 0.5 * math.pi * _GL_X
-        xs = mid + half * np.sin(th)
-        wt = 0.5 * math.pi * _GL_W * half * np.cos(th)
-        F = self.cdf(xs)
-        # E u = x_hi - int F dx, E u^2 = x_hi^2 - int 2x F dx (by parts, F(x_lo) ~ 0).
-        m1 = x_hi - wt @ F
-        m2 = x_hi * x_hi - wt @ (2.0 * xs * F)
-        return m1, max(m2 - m1 * m1, 0.0)
+            return math.nan if n % 2 else math.inf
+        xs, wt, F, x_hi = self._moment_quadrature()
+        return float(x_hi ** n - wt @ (n * xs ** (n - 1) * F))
 
-    def _effective_range(self, tail):
-        lo, hi = self.ppf(np.array([tail, 1.0 - tail]))
-        return float(lo), float(hi)
+    def _stats(self, moments="mv"):
+        if not math.isfinite(self.bound):
+            if "m" in moments:
+                raise ValueError("the mean does not exist for beta2 = 0 with beta1 > 0: u = (a.g)/|g_t| "
+                                 "has tails P(|u| > x) ~ C/x (use beta2 in (0, 1])")
+            return math.nan, math.inf, None, None
+        m1, m2 = self._munp(1), self._munp(2)
+        return m1, max(m2 - m1 * m1, 0.0), None, None
 
-    def mean(self):
-        r"""Mean :math:`E[u] = \int (\mathbf 1[x>0] - F(x))\,dx` by quadrature of :meth:`cdf`.
-
-        Raises
-        ------
-        ValueError
-            When ``beta2 = 0 < beta1``: then :math:`u = a^\top g / |g_t|` has
-            :math:`P(|u| > x) \sim C/x` and no mean.
-        """
-        if self._moments is None:
-            self._moments = self._compute_moments()
-        if self._moments is None:
-            raise ValueError("the mean does not exist for beta2 = 0 with beta1 > 0: u = (a.g)/|g_t| "
-                             "has tails P(|u| > x) ~ C/x (use beta2 in (0, 1])")
-        return float(self._moments[0])
-
-    def var(self):
-        r"""Variance by quadrature of :meth:`cdf`; ``inf`` when ``beta2 = 0 < beta1`` (heavy tails).
-
-        In the paper's setting (``beta1 = 0``, ``beta2 = 1``, unit Gaussians)
-        it equals 1 for every ``t`` (Corollary 1).
-        """
-        if self._moments is None:
-            self._moments = self._compute_moments()
-        if self._moments is None:
-            return math.inf
-        return float(self._moments[1])
-
-    def std(self):
-        """Standard deviation, ``sqrt(var())``."""
-        return math.sqrt(self.var())
-
-    # ----------------------------------------------------------------- sampling
-    def rvs(self, size=1, random_state=None):
-        """Draw updates by running the Adam recursion on simulated gradients.
-
-        Gradients :math:`g_i = \\mu_i + \\sigma_i Z_i` go through
-        :func:`adam_update_from_gradients` (bias-corrected, ``eps = 0``), i.e. the
-        simulation does not use the quadratic-form representation it checks.
-
-        Parameters
-        ----------
-        size : int
-        random_state : None, int >= 0 or numpy.random.Generator
-
-        Returns
-        -------
-        numpy.ndarray, shape (size,)
-        """
-        g = _draw_gradients(self.t, size, random_state, self.sigma, self.mean_)
-        return adam_update_from_gradients(g, self.beta1, self.beta2)
+    def _rvs(self, size=None, random_state=None):
+        n = int(np.prod(size)) if size is not None else 1
+        g = _draw_gradients(self.t, n, random_state, self.sigma, self.mu)
+        return adam_update_from_gradients(g, self.beta1, self.beta2).reshape(size if size is not None else ())
 
 
-class TwoPointUpdateDistribution:
+class TwoPointUpdateDistribution(stats.rv_discrete):
     r"""The update when it only sees the last gradient: :math:`u = \operatorname{sign}(g_t)`.
 
     This is the law at ``t = 1`` (any betas: :math:`a_1 = w_1 = 1` after bias
     correction) and for ``beta1 = beta2 = 0`` (any ``t``), with ``eps = 0``:
     :math:`u = g_t/|g_t| = \pm 1` with :math:`P(u = 1) = \Phi(\mu_t/\sigma_t)`.
-    It is discrete, so :meth:`pdf` raises; use :meth:`pmf`.
+    It is a ``scipy.stats.rv_discrete`` on the integers ``-1, 0, 1`` (0 with
+    probability 0), so it has ``pmf``, ``cdf``, ``ppf``, ``mean``, ``var``,
+    ``interval``, ``support`` ... and, being discrete, no ``pdf``.
+
+    Attributes
+    ----------
+    t, beta1, beta2, sigma, mu : as for :class:`AdamUpdateDistribution`.
+    p_plus : float
+        :math:`P(u = +1)`.
     """
 
-    def __init__(self, t, beta1, beta2, sigma, mean):
+    def __init__(self, t, beta1, beta2, sigma, mean, *args, **kwargs):
         self.t, self.beta1, self.beta2 = t, beta1, beta2
-        self.sigma, self.mean_ = sigma, mean
+        self.sigma, self.mu = sigma, mean
         self.p_plus = float(_normal_sf(-mean[-1] / sigma[-1]))
         self.bound = 1.0
+        kwargs.setdefault("name", "sign_update")
+        kwargs.pop("a", None), kwargs.pop("b", None)
+        super().__init__(*args, a=-1, b=1, **kwargs)
 
-    support = property(lambda self: (-1.0, 1.0), doc="``(-1, 1)``: the two atoms.")
+    def __new__(cls, *args, **kwargs):
+        # rv_discrete.__new__ reads its own keywords from the arguments; this law has its own
+        return object.__new__(cls)
+
+    def _updated_ctor_param(self):
+        dct = super()._updated_ctor_param()
+        dct.update(t=self.t, beta1=self.beta1, beta2=self.beta2, sigma=self.sigma, mean=self.mu)
+        return dct
 
     def __repr__(self):
         return (f"TwoPointUpdateDistribution(t={self.t}, beta1={self.beta1!r}, beta2={self.beta2!r}, "
                 f"P(u=+1)={self.p_plus:.6g})")
 
-    def cdf(self, x):
-        """``P(u <= x)``: 0 below -1, ``1 - p`` on [-1, 1), 1 from 1 on."""
-        x = as_float_array(x, "x")
-        return scalar_or_array(np.where(x < -1, 0.0, np.where(x < 1, 1.0 - self.p_plus, 1.0)))
-
-    def sf(self, x):
-        """``P(u > x)``."""
-        return scalar_or_array(1.0 - np.asarray(self.cdf(x)))
-
-    def pmf(self, x):
-        """``P(u = x)``: ``1 - p`` at -1, ``p`` at +1, 0 elsewhere."""
-        x = as_float_array(x, "x")
-        return scalar_or_array(np.where(x == 1, self.p_plus, np.where(x == -1, 1.0 - self.p_plus, 0.0)))
+    def rvs(self, size=1, random_state=None):
+        """Draws by running the Adam recursion (see :meth:`AdamUpdateDistribution.rvs`): floats within
+        rounding of -1 and +1 (scipy's discrete ``rvs`` would truncate them to integers)."""
+        g = _draw_gradients(self.t, size, random_state, self.sigma, self.mu)
+        return adam_update_from_gradients(g, self.beta1, self.beta2)
 
     def pdf(self, x):
         """Not defined: raises ``ValueError`` (the law has two atoms; see :meth:`pmf`)."""
@@ -1032,32 +1028,29 @@ class TwoPointUpdateDistribution:
                          "sign(g_t), a two-point law on {-1, +1} without a density; use pmf() "
                          "(or take t >= 2 with beta1 > 0 or beta2 > 0)")
 
-    def ppf(self, q):
-        """Quantile: -1 for ``q <= 1 - p``, else +1."""
-        q = check_range(q, "q", 0.0, 1.0)
-        return scalar_or_array(np.where(q <= 1.0 - self.p_plus, -1.0, 1.0))
-
-    def interval(self, confidence):
-        """Equal-tailed interval holding at least probability ``confidence``."""
-        c = float(check_range(confidence, "confidence", 0.0, 1.0))
-        return float(self.ppf((1 - c) / 2)), float(self.ppf((1 + c) / 2))
-
-    def mean(self):
+    def mean(self, *args, **kwds):
         """``2p - 1``."""
-        return 2.0 * self.p_plus - 1.0
+        return float(super().mean(*args, **kwds))
 
-    def var(self):
+    def var(self, *args, **kwds):
         """``1 - (2p - 1)^2 = 4 p (1 - p)``."""
-        return 4.0 * self.p_plus * (1.0 - self.p_plus)
+        return float(super().var(*args, **kwds))
 
-    def std(self):
+    def std(self, *args, **kwds):
         """Standard deviation."""
-        return math.sqrt(self.var())
+        return float(super().std(*args, **kwds))
 
-    def rvs(self, size=1, random_state=None):
-        """Draws by running the Adam recursion (see :meth:`AdamUpdateDistribution.rvs`)."""
-        g = _draw_gradients(self.t, size, random_state, self.sigma, self.mean_)
-        return adam_update_from_gradients(g, self.beta1, self.beta2)
+    def _pmf(self, k):
+        return np.where(k == 1, self.p_plus, np.where(k == -1, 1.0 - self.p_plus, 0.0))
+
+    def _cdf(self, k):
+        return np.where(k < -1, 0.0, np.where(k < 1, 1.0 - self.p_plus, 1.0))
+
+    def _ppf(self, q):
+        return np.where(q <= 1.0 - self.p_plus, -1.0, 1.0)
+
+    def _stats(self):
+        return 2.0 * self.p_plus - 1.0, 4.0 * self.p_plus * (1.0 - self.p_plus), None, None
 
 
 def update_distribution(t, beta1=0.0, beta2=0.999, sigma=None, mean=None):
@@ -1116,7 +1109,7 @@ def update_distribution(t, beta1=0.0, beta2=0.999, sigma=None, mean=None):
     >>> d = update_distribution(10, beta1=0.0, beta2=1.0)
     >>> round(d.var(), 8)
     1.0
-    >>> round(d.support[1] ** 2, 12)
+    >>> round(float(d.support()[1]) ** 2, 12)
     10.0
     """
     t = check_int(t, "t", low=1)

@@ -45,7 +45,7 @@ def _law_curves(steps, beta1, beta2, x_domain, points=241) -> pd.DataFrame:
         law = exact.update_distribution(int(t), beta1, beta2)
         if isinstance(law, exact.TwoPointUpdateDistribution):
             continue  # point masses: no density to draw
-        lo, hi = law.support
+        lo, hi = law.support()
         inside = x[(x > lo) & (x < hi)]
         parts.append(pd.DataFrame({"step": int(t), "x": inside, "density": law.pdf(inside)}))
     return pd.concat(parts, ignore_index=True) if parts else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 import re
 
 import numpy as np
@@ -105,7 +106,7 @@ def test_rvs_runs_the_recursion_with_the_given_seed():
     u2 = d.rvs(1000, random_state=np.random.default_rng(11))
     np.testing.assert_array_equal(u1, u2)
     g = -1.0 + np.arange(1, 7) * np.random.default_rng(11).standard_normal((1000, 6))
-    np.testing.assert_allclose(u1, (g @ d.a) / np.sqrt((g * g) @ d.w), rtol=1e-12)
+    np.testing.assert_allclose(u1, (g @ d.momentum_weights) / np.sqrt((g * g) @ d.second_moment_weights), rtol=1e-12)
 
 
 def test_laprop_form():
@@ -135,7 +136,7 @@ def test_cdf_matches_closed_form(t):
     d = update_distribution(t, beta1=0.0, beta2=1.0)
     y = math.sqrt(t) * np.linspace(-1.01, 1.01, 203)
     assert np.abs(d.cdf(y) - closed_form_cdf(t, y)).max() < 1e-6
-    assert d.support == pytest.approx((-math.sqrt(t), math.sqrt(t)), rel=1e-14)
+    assert d.support() == pytest.approx((-math.sqrt(t), math.sqrt(t)), rel=1e-14)
 
 
 @pytest.mark.slow
@@ -194,7 +195,7 @@ def test_cdf_matches_monte_carlo(b1, b2, s, m):
     d = _case(7, b1, b2, s, m)
     u = d.rvs(n, random_state=20240601)
     assert ks_distance(d, u, 200) <= KS_C / math.sqrt(n)
-    lo, hi = d.support
+    lo, hi = d.support()
     assert lo <= u.min() and u.max() <= hi
 
 
@@ -206,7 +207,7 @@ def test_cdf_matches_monte_carlo_1e6(t, b1, b2, s, m):
     d = _case(t, b1, b2, s, m)
     u = d.rvs(n, random_state=987654321 + t)
     assert ks_distance(d, u, 1000) <= KS_C / math.sqrt(n)
-    lo, hi = d.support
+    lo, hi = d.support()
     assert lo <= u.min() and u.max() <= hi
 
 
@@ -234,7 +235,7 @@ def test_pdf_is_derivative_of_cdf_and_integrates_to_one(b1, b2, s, m):
     np.testing.assert_allclose(d.pdf(x), numeric, rtol=1e-5, atol=1e-6 * d.pdf(x).max())
     nodes, weights = np.polynomial.legendre.leggauss(200)
     total = 0.0
-    edges = np.linspace(d.support[0], d.support[1], 9)
+    edges = np.linspace(d.support()[0], d.support()[1], 9)
     for a_, b_ in zip(edges[:-1], edges[1:]):
         # x = mid + half sin: tames the algebraic behaviour at the support edge
         th = 0.5 * np.pi * nodes
@@ -263,7 +264,7 @@ def test_ppf_inverts_cdf_and_interval():
     np.testing.assert_allclose(d.cdf(d.ppf(q)), q, atol=1e-10)
     lo, hi = d.interval(0.9)
     assert d.cdf(hi) - d.cdf(lo) == pytest.approx(0.9, abs=1e-10)
-    assert d.ppf(0.0) == d.support[0] and d.ppf(1.0) == d.support[1]
+    assert d.ppf(0.0) == d.support()[0] and d.ppf(1.0) == d.support()[1]
 
 
 def test_scale_invariance():
@@ -293,7 +294,7 @@ def test_two_point_law(t, b1, b2):
 def test_beta2_zero_with_momentum_is_heavy_tailed():
     d = update_distribution(5, 0.9, 0.0)
     assert isinstance(d, AdamUpdateDistribution)
-    assert d.support == (-math.inf, math.inf)
+    assert d.support() == (-math.inf, math.inf)
     assert d.var() == math.inf
     with pytest.raises(ValueError, match="beta2"):
         d.mean()
@@ -478,7 +479,7 @@ def test_tabulate_error_bound_holds_on_a_dense_grid(case, tol):
     law = update_distribution(**case)
     table = exact.tabulate(law, tol=tol)
     assert table.error_bound <= tol
-    lo, hi = law.support
+    lo, hi = law.support()
     x = np.linspace(lo, hi, 1501)[1:-1]
     err = np.abs(np.asarray(table.cdf(x)) - np.asarray(law.cdf(x))).max()
     assert err <= table.error_bound
@@ -507,3 +508,38 @@ def test_tabulate_rejects_what_it_cannot_tabulate():
         exact.tabulate(update_distribution(50), tol=1e-9, max_nodes=40)
     with pytest.raises(TypeError, match="start_nodes"):
         exact.tabulate(update_distribution(5), start_nodes=7.5)
+
+
+def test_the_laws_are_scipy_distributions_with_every_method():
+    from scipy import stats as st
+
+    d = update_distribution(8, 0.9, 0.999)
+    assert isinstance(d, st.rv_continuous)
+    x = np.array([-1.0, 0.3, 1.2])
+    np.testing.assert_allclose(d.logpdf(x), np.log(d.pdf(x)), rtol=1e-14)
+    np.testing.assert_allclose(d.logcdf(x), np.log(d.cdf(x)), rtol=1e-14)
+    np.testing.assert_allclose(d.logsf(x), np.log(d.sf(x)), rtol=1e-9)
+    np.testing.assert_allclose(d.cdf(d.isf([0.1, 0.7])), [0.9, 0.3], atol=1e-11)
+    assert d.median() == pytest.approx(float(d.ppf(0.5)), abs=1e-15)
+    assert d.moment(2) == pytest.approx(d.var() + d.mean() ** 2, rel=1e-12)
+    assert d.expect(lambda u: u**2) == pytest.approx(d.moment(2), rel=1e-6)  # scipy's quadrature of the pdf
+    lo, hi = d.support()
+    assert -lo == hi == d.bound
+    frozen = d(loc=0.5, scale=2.0)  # scipy's loc/scale family, rebuilt from the law's own parameters
+    np.testing.assert_allclose(frozen.cdf(0.5 + 2 * x), d.cdf(x), rtol=1e-14)
+    assert frozen.var() == pytest.approx(4 * d.var(), rel=1e-12)
+    again = pickle.loads(pickle.dumps(d))
+    np.testing.assert_array_equal(again.cdf(x), d.cdf(x))
+    with pytest.raises(ValueError, match="q"):
+        d.ppf(1.5)  # scipy would return NaN
+
+
+def test_the_two_point_law_is_a_scipy_discrete_distribution():
+    from scipy import stats as st
+
+    d = update_distribution(1, 0.9, 0.999, mean=0.2)
+    assert isinstance(d, st.rv_discrete)
+    assert d.support() == (-1, 1) and d.pmf(0) == 0.0
+    assert d.pmf(1) + d.pmf(-1) == pytest.approx(1.0)
+    assert d.moment(2) == pytest.approx(1.0) and d.median() in (-1.0, 1.0)
+    assert d.sf(0.0) == pytest.approx(d.p_plus) and d.expect(lambda u: u) == pytest.approx(d.mean())
