@@ -53,9 +53,10 @@ from ._optional import require
 require("torch", "torch", __name__)
 
 from ._validation import check_int, check_memory, check_seed  # noqa: E402
-from .results import StatsAccumulator, UpdateStats, _check_edges, compare_with_law, default_edges  # noqa: E402
+from .results import (StatsAccumulator, UpdateStats, _check_edges, compare_with_law, default_edges,  # noqa: E402
+                      merge_shards)
 
-__all__ = ["UpdateRecorder", "predicted_law", "compare_with_theory", "DEFAULT_STEPS"]
+__all__ = ["UpdateRecorder", "select_parameters", "predicted_law", "compare_with_theory", "DEFAULT_STEPS"]
 
 #: Steps recorded when ``steps`` is not given: the regime of Figures 2-3 (m <= 100).
 DEFAULT_STEPS = 100
@@ -234,6 +235,63 @@ def _chunks_of(tracked):
     return out
 
 
+def select_parameters(optimizer, params=None, module=None) -> list:
+    """The parameters a recorder tracks: ``[(name, parameter, param-group index), ...]``.
+
+    ``params``: a module (its named parameters that ``optimizer`` holds), a dict
+    name -> parameter, a sequence of names looked up in ``module``, or ``None``
+    (every parameter of the optimizer, named ``"group{g}.{i}"``). A parameter
+    selected twice, or not held by the optimizer, raises ``ValueError``.
+    """
+    import torch
+
+    where = {}
+    for g, group in enumerate(optimizer.param_groups):
+        for p in group["params"]:
+            where[id(p)] = g
+    if params is None:
+        named = [(f"group{g}.{i}", p) for g, group in enumerate(optimizer.param_groups)
+                 for i, p in enumerate(group["params"])]
+    elif isinstance(params, torch.nn.Module):
+        if module is not None:
+            raise TypeError("pass either params=<module> or params=<names> with module=<module>, not both")
+        named = [(n, p) for n, p in params.named_parameters() if id(p) in where]
+        if not named:
+            raise ValueError("none of the module's parameters is in the optimizer")
+    elif isinstance(params, Mapping):
+        named = list(params.items())
+        for n, p in named:
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"params[{n!r}] must be a tensor, got {type(p).__name__}")
+    elif isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise TypeError(f"params must be a module, a dict name -> parameter, a list of names (with "
+                        f"module=...) or None, got {type(params).__name__}")
+    else:
+        names = list(params)
+        if module is None:
+            raise ValueError("params is a list of names: pass the module that holds them as module=...")
+        table = dict(module.named_parameters())
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise ValueError(f"parameter names {missing} are not in the module; it has e.g. "
+                             f"{list(table)[:8]}")
+        named = [(n, table[n]) for n in names]
+    if not named:
+        raise ValueError("params selects no parameter")
+    selected, seen_names, seen_ids = [], set(), set()
+    for name, p in named:
+        name = str(name)
+        if name in seen_names or id(p) in seen_ids:
+            raise ValueError(f"parameter {name!r} is selected twice")
+        seen_names.add(name)
+        seen_ids.add(id(p))
+        if id(p) not in where:
+            raise ValueError(f"parameter {name!r} (shape {tuple(p.shape)}) is not in the optimizer's "
+                             f"param_groups")
+        selected.append((name, p, where[id(p)]))
+    return selected
+
+
 class UpdateRecorder:
     r"""Record :math:`u_t = (\theta_t - \theta_{t-1})/\eta_t` of a live optimizer.
 
@@ -372,7 +430,7 @@ class UpdateRecorder:
         self.record_grad = bool(record_grad)
         self.all_ranks = bool(all_ranks)
         self.rank, self.world_size = _dist_info()
-        self._tracked = self._resolve_params(params, module)
+        self._tracked = self._track(select_parameters(optimizer, params, module))
         self._state = "new"
         self._handles = []
         self._acc = {}
@@ -392,54 +450,12 @@ class UpdateRecorder:
         self._hyper = [{k: _jsonable(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
 
     # -- set-up -----------------------------------------------------------------
-    def _resolve_params(self, params, module):
-        import torch
-
-        where = {}
-        for g, group in enumerate(self.optimizer.param_groups):
-            for p in group["params"]:
-                where[id(p)] = g
-        if params is None:
-            named = [(f"group{g}.{i}", p) for g, group in enumerate(self.optimizer.param_groups)
-                     for i, p in enumerate(group["params"])]
-        elif isinstance(params, torch.nn.Module):
-            if module is not None:
-                raise TypeError("pass either params=<module> or params=<names> with module=<module>, not both")
-            named = [(n, p) for n, p in params.named_parameters() if id(p) in where]
-            if not named:
-                raise ValueError("none of the module's parameters is in the optimizer")
-        elif isinstance(params, Mapping):
-            named = list(params.items())
-            for n, p in named:
-                if not isinstance(p, torch.Tensor):
-                    raise TypeError(f"params[{n!r}] must be a tensor, got {type(p).__name__}")
-        elif isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
-            raise TypeError(f"params must be a module, a dict name -> parameter, a list of names (with "
-                            f"module=...) or None, got {type(params).__name__}")
-        else:
-            names = list(params)
-            if module is None:
-                raise ValueError("params is a list of names: pass the module that holds them as module=...")
-            table = dict(module.named_parameters())
-            missing = [n for n in names if n not in table]
-            if missing:
-                raise ValueError(f"parameter names {missing} are not in the module; it has e.g. "
-                                 f"{list(table)[:8]}")
-            named = [(n, table[n]) for n in names]
-        if not named:
-            raise ValueError("params selects no parameter")
-        tracked, seen_names, seen_ids = [], set(), set()
-        for name, p in named:
-            name = str(name)
-            if name in seen_names or id(p) in seen_ids:
-                raise ValueError(f"parameter {name!r} is selected twice")
-            seen_names.add(name)
-            seen_ids.add(id(p))
-            if id(p) not in where:
-                raise ValueError(f"parameter {name!r} (shape {tuple(p.shape)}) is not in the optimizer's "
-                                 f"param_groups")
+    def _track(self, selected) -> list:
+        """Where each selected parameter lives (group, shard) and which of its coordinates are sampled."""
+        tracked = []
+        for name, p, group in selected:
             t = _Tracked()
-            t.name, t.param, t.group = name, p, where[id(p)]
+            t.name, t.param, t.group = name, p, group
             t.shape, t.numel = tuple(p.shape), p.numel()
             t.sharded = _is_dtensor(p)
             if t.sharded:
@@ -823,20 +839,10 @@ class UpdateRecorder:
                 continue
             if not t.sharded:
                 owners = owners[:1]
-            st = [p["stats"] for _, p in owners]
-            for f in ("count", "nonfinite", "hist", "underflow", "overflow"):
-                arrays[f][:, j] = sum(getattr(s, f)[:, j] for s in st)
+            for f, column in merge_shards([(p["stats"], p["abs_sum"]) for _, p in owners], j).items():
+                arrays[f][:, j] = column
             samples[j] = sum(p["samples"][j] for _, p in owners)
             no_grad[:, j] = np.any([p["no_grad"][:, j] for _, p in owners], axis=0)
-            if len(owners) == 1:
-                for f in ("mean", "var", "abs_var", "skew"):
-                    arrays[f][:, j] = getattr(st[0], f)[:, j]
-                continue
-            acc = None
-            for (_, p), s in zip(owners, st):
-                piece = _Moments.from_stats(s, p["abs_sum"], j)
-                acc = piece if acc is None else acc.merge(piece)
-            arrays["mean"][:, j], arrays["var"][:, j], arrays["abs_var"][:, j], arrays["skew"][:, j] = acc.final()
         stats = UpdateStats(steps=base["stats"].steps, names=self.names, edges=base["stats"].edges,
                             samples={}, metadata={}, **arrays)
         assert rows == stats.steps.size and len(samples) == n_names
@@ -938,61 +944,6 @@ def _warn_quietly(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
     except Exception:
         pass
-
-
-class _Moments:
-    r"""Count, mean and central moment sums of one shard, mergeable (Chan, Golub & LeVeque 1979).
-
-    With :math:`\delta = \bar x_b - \bar x_a` and :math:`n = n_a + n_b`,
-
-    .. math::
-
-        M_2 = M_{2,a} + M_{2,b} + \delta^2 \frac{n_a n_b}{n},\quad
-        M_3 = M_{3,a} + M_{3,b} + \delta^3 \frac{n_a n_b (n_a - n_b)}{n^2}
-              + 3\delta \frac{n_a M_{2,b} - n_b M_{2,a}}{n},
-
-    which, unlike summing :math:`\sum x^2` across ranks, loses no digits when
-    the mean is large compared with the spread. The same merge on :math:`|u|`
-    gives ``abs_var``. Arrays run over the recorded steps.
-    """
-
-    def __init__(self, n, mean, m2, m3, amean, am2):
-        self.n, self.mean, self.m2, self.m3, self.amean, self.am2 = n, mean, m2, m3, amean, am2
-
-    @classmethod
-    def from_stats(cls, stats, abs_sum, j):
-        n = stats.count[:, j].astype(np.float64)
-        var = stats.var[:, j]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m3 = np.where(var > 0, stats.skew[:, j] * var**1.5 * n, 0.0)  # var == 0: all deviations are 0
-            amean = abs_sum[:, j] / n
-        return cls(n, stats.mean[:, j], var * n, m3, amean, stats.abs_var[:, j] * n)
-
-    def merge(self, other):
-        na, nb = self.n, other.n
-        n = na + nb
-        with np.errstate(invalid="ignore", divide="ignore"):
-            d = other.mean - self.mean
-            mean = self.mean + d * nb / n
-            m2 = self.m2 + other.m2 + d * d * na * nb / n
-            m3 = (self.m3 + other.m3 + d**3 * na * nb * (na - nb) / n**2
-                  + 3 * d * (na * other.m2 - nb * self.m2) / n)
-            da = other.amean - self.amean
-            amean = self.amean + da * nb / n
-            am2 = self.am2 + other.am2 + da * da * na * nb / n
-        merged = [mean, m2, m3, amean, am2]
-        mine = [self.mean, self.m2, self.m3, self.amean, self.am2]
-        theirs = [other.mean, other.m2, other.m3, other.amean, other.am2]
-        # an empty side contributes nothing (its moments are NaN, not 0)
-        out = [np.where(na == 0, b, np.where(nb == 0, a, m)) for m, a, b in zip(merged, mine, theirs)]
-        return _Moments(n, *out)
-
-    def final(self):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            n = np.where(self.n > 0, self.n, np.nan)
-            var = self.m2 / n
-            skew = self.m3 / n / var**1.5
-            return self.mean, var, self.am2 / n, skew
 
 
 def _is_dtensor(tensor) -> bool:

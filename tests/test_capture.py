@@ -891,3 +891,19 @@ def test_simulated_laprop_is_the_papers_optimizer_and_compares_without_warning()
         compare_with_theory(stats)
     with pytest.warns(UserWarning, match="rmsprop"):
         compare_with_theory(run("rmsprop", n=2000, steps=3, sample_size=100))
+
+
+def test_select_parameters_is_the_recorders_selection():
+    from adamdist.capture import select_parameters
+
+    model = _mlp()
+    opt = _two_group_adam(model)
+    chosen = select_parameters(opt, model)
+    assert [(n, g) for n, _, g in chosen] == [("0.weight", 0), ("0.bias", 0), ("2.weight", 1), ("2.bias", 1)]
+    assert chosen[2][1] is model[2].weight
+    assert [n for n, _, _ in select_parameters(opt)] == ["group0.0", "group0.1", "group1.0", "group1.1"]
+    assert [n for n, _, _ in select_parameters(opt, ["2.bias"], module=model)] == ["2.bias"]
+    with pytest.raises(ValueError, match="selected twice"):
+        select_parameters(opt, {"a": model[0].weight, "b": model[0].weight})
+    with pytest.raises(ValueError, match="not in the optimizer"):
+        select_parameters(torch.optim.Adam(model[0].parameters()), {"w": model[2].weight})

@@ -494,3 +494,27 @@ def test_ks_band_is_the_kolmogorov_quantile():
         ks_band(0)
     with pytest.raises(ValueError, match="level must lie in"):
         ks_band(10, level=1.0)
+
+
+def test_merge_shards_equals_the_whole_tensor():
+    from adamdist.results import merge_shards
+
+    rng = np.random.default_rng(4)
+    edges = default_edges()
+    whole = [torch.as_tensor(3.0 + rng.standard_normal(5000) * rng.uniform(0.5, 2)) for _ in range(3)]
+    cuts = (0, 1200, 1201, 5000)  # uneven shards, one of a single entry
+    shards = [[w[a:b] for w in whole] for a, b in zip(cuts[:-1], cuts[1:])]
+
+    def summary(columns):
+        stats = _accumulate([[c, c] for c in columns], edges)
+        abs_sum = np.array([[float(c.abs().sum())] * 2 for c in columns])
+        return stats, abs_sum
+
+    ref, _ = summary(whole)
+    merged = merge_shards([summary(s) for s in shards], 0)
+    for f in ("count", "nonfinite", "hist", "underflow", "overflow"):
+        np.testing.assert_array_equal(merged[f], getattr(ref, f)[:, 0], err_msg=f)
+    for f in ("mean", "var", "abs_var", "skew"):
+        np.testing.assert_allclose(merged[f], getattr(ref, f)[:, 0], rtol=1e-9, err_msg=f)
+    alone = merge_shards([summary(whole)], 1)
+    np.testing.assert_array_equal(alone["var"], ref.var[:, 1])
