@@ -677,6 +677,16 @@ def _normal_sf(x):
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(400)
 
 
+def _on_flat_points(method):
+    """Let a hook written for 1-d points take what scipy passes: scalars (its quadratures) or any shape."""
+    def wrapper(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return method(self, x.reshape(-1)).reshape(x.shape)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
 class AdamUpdateDistribution(stats.rv_continuous):
     r"""Exact law of PyTorch's Adam update at step ``t`` for Gaussian gradients.
 
@@ -867,6 +877,7 @@ class AdamUpdateDistribution(stats.rv_continuous):
         return float(super().median(*args, **kwds))
 
     # ----------------------------------------------------------------- scipy's hooks
+    @_on_flat_points
     def _cdf(self, x):
         tail, pos, neg = self._tails(x)
         out = np.where(x >= self.bound, 1.0, 0.0)
@@ -875,6 +886,7 @@ class AdamUpdateDistribution(stats.rv_continuous):
         out[x == 0] = 1.0 - float(_normal_sf(self._plus.zeta0))
         return np.clip(out, 0.0, 1.0)
 
+    @_on_flat_points
     def _sf(self, x):
         tail, pos, neg = self._tails(x)
         out = np.where(x <= -self.bound, 1.0, 0.0)
@@ -883,6 +895,7 @@ class AdamUpdateDistribution(stats.rv_continuous):
         out[x == 0] = float(_normal_sf(self._plus.zeta0))
         return np.clip(out, 0.0, 1.0)
 
+    @_on_flat_points
     def _pdf(self, x):
         # 0 goes to the small-|x| interpolation of _tails
         val, _, _ = self._tails(np.where(x == 0, 1e-300, x), derivative=True)

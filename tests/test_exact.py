@@ -523,6 +523,9 @@ def test_the_laws_are_scipy_distributions_with_every_method():
     assert d.median() == pytest.approx(float(d.ppf(0.5)), abs=1e-15)
     assert d.moment(2) == pytest.approx(d.var() + d.mean() ** 2, rel=1e-12)
     assert d.expect(lambda u: u**2) == pytest.approx(d.moment(2), rel=1e-6)  # scipy's quadrature of the pdf
+    grid = np.linspace(-d.bound, d.bound, 4001)[1:-1]
+    f = d.pdf(grid)
+    assert d.entropy() == pytest.approx(-np.trapezoid(f * np.log(f), grid), abs=2e-3)  # scipy's quad, scalars
     lo, hi = d.support()
     assert -lo == hi == d.bound
     frozen = d(loc=0.5, scale=2.0)  # scipy's loc/scale family, rebuilt from the law's own parameters
