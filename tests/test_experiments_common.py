@@ -119,3 +119,17 @@ def test_a_change_to_the_packages_code_changes_the_cache_key(tmp_path, monkeypat
     key = config_hash(_Cfg())
     monkeypatch.setattr(common, "source_hash", lambda: after)
     assert config_hash(_Cfg()) != key
+
+
+def test_pick_layer_is_seeded_and_honours_the_size_floor():
+    from adamdist.experiments.common import pick_layer
+
+    names = ["w1", "w2", "w3", "w4"]
+    assert pick_layer(names, 3) == pick_layer(names, 3)
+    assert {pick_layer(names, s) for s in range(40)} == set(names)
+    numels = {"w1": 10, "w2": 10_000, "w3": 9_999, "w4": 50_000}
+    assert {pick_layer(names, s, numels=numels, min_numel=10_000) for s in range(40)} == {"w2", "w4"}
+    with pytest.raises(ValueError, match="at least 100000"):
+        pick_layer(names, numels=numels, min_numel=100_000)
+    with pytest.raises(ValueError, match="empty"):
+        pick_layer([])

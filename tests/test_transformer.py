@@ -229,8 +229,9 @@ def test_layer_kind_and_pick():
     assert tx.layer_kind("decoder.layers.3.encoder_attn_layer_norm.weight") == "layer norm"
     assert tx.layer_kind("encoder.layers.0.fc2.weight") == "ffn"
     numels = {"a": 5, "b": 20_000, "c": 30_000}
-    assert tx.pick_layer(numels, seed=4) == tx.pick_layer(dict(reversed(numels.items())), seed=4)
-    assert tx.pick_layer(numels, seed=4) in ("b", "c")
+    chosen = tx.pick_layer(sorted(numels), seed=4, numels=numels, min_numel=10_000)
+    assert chosen in ("b", "c")
+    assert all(tx.pick_layer(sorted(numels), seed=s, numels=numels, min_numel=10_000) != "a" for s in range(20))
 
 
 def test_two_sample_ks():

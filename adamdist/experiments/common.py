@@ -15,7 +15,8 @@ from typing import Callable
 from .. import __version__
 from ..results import UpdateStats, load
 
-__all__ = ["PROFILES", "profile", "default_device", "source_hash", "config_hash", "cache_dir", "cached"]
+__all__ = ["PROFILES", "profile", "default_device", "source_hash", "config_hash", "cache_dir", "cached",
+           "pick_layer"]
 
 PROFILES = ("quick", "paper")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -134,3 +135,29 @@ def _set_aside(path: Path, problem: ValueError) -> None:
         done = f"moved it to {aside}"
     warnings.warn(f"ignoring an unreadable cache file: {problem}; {done}; recomputing the result",
                   RuntimeWarning, stacklevel=3)
+
+
+def pick_layer(names, seed: int = 0, *, numels: dict | None = None, min_numel: int = 0) -> str:
+    """One tensor drawn uniformly with ``numpy.random.default_rng(seed)``: a seeded, not hand-picked, choice.
+
+    Among ``names`` (in their order), or, with ``numels``, among those with at least
+    ``min_numel`` entries (the paper's appendix: "random layers with more than 1e4
+    parameters").
+
+    Examples
+    --------
+    >>> pick_layer(["a", "b", "c"], seed=0)
+    'c'
+    >>> pick_layer(["a", "b", "c"], seed=0, numels={"a": 5, "b": 20_000, "c": 9}, min_numel=10_000)
+    'b'
+    """
+    import numpy as np
+
+    names = list(names)
+    if not names:
+        raise ValueError("names is empty")
+    eligible = names if numels is None else [n for n in names if numels[n] >= min_numel]
+    if not eligible:
+        raise ValueError(f"no tensor has at least {min_numel} entries")
+    return eligible[int(np.random.default_rng(seed).integers(len(eligible)))]
+

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..diagnosis import diagnose
 from ..results import UpdateStats, ks_band
-from .common import cached, default_device, profile
+from .common import cached, default_device, pick_layer, profile
 
 __all__ = [
     "TransformerRun", "GradientsOf", "configs", "run", "gradients", "train",
@@ -310,19 +310,6 @@ def layer_kind(name: str) -> str:
     if ".fc1." in name or ".fc2." in name:
         return "ffn"
     return "other"
-
-
-def pick_layer(numels: dict, seed: int = 0, min_numel: int = 10_000) -> str:
-    """A tensor chosen at random (not by hand) among those with at least ``min_numel`` entries.
-
-    The rule of the paper's appendix ("random layers with more than 1e4
-    parameters"): names are sorted, then one is drawn with
-    ``numpy.random.default_rng(seed)``.
-    """
-    eligible = sorted(n for n, k in numels.items() if k >= min_numel)
-    if not eligible:
-        raise ValueError(f"no tensor has at least {min_numel} entries")
-    return eligible[int(np.random.default_rng(seed).integers(len(eligible)))]
 
 
 def mode_locations(hist, edges, min_rel_height: float = 0.02, z: float = 4.0) -> np.ndarray:
@@ -956,7 +943,8 @@ def evidence(run_profile=None, layer_seed: int = LAYER_SEED, n: int = 50_000) ->
                         .assign(run=k) for k, c in cfgs.items()], ignore_index=True)
     law_shares = pd.concat([_shares(results[k]).assign(run=k) for k in ("theory", "fairseq")], ignore_index=True)
     main = results["fairseq"]
-    layer = pick_layer(main.metadata["numel"], seed=layer_seed, min_numel=10_000)
+    numels = main.metadata["numel"]
+    layer = pick_layer(sorted(numels), seed=layer_seed, numels=numels, min_numel=10_000)
     targets = hypothesis_targets(main, layer)
     hyp = hypothesis_table(main, grads["fairseq"], cfgs["fairseq"], targets, n=n)
     c = cfgs["fairseq"]

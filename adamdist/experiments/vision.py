@@ -46,7 +46,7 @@ import numpy as np
 
 from .._validation import check_int, check_range
 from ..results import UpdateStats
-from .common import cached, default_device, profile
+from .common import cached, default_device, pick_layer, profile
 
 __all__ = [
     "CifarConfig",
@@ -227,14 +227,6 @@ def select_layers(model, min_numel: int = 10_000) -> dict:
     if not chosen:
         raise ValueError(f"the model has no weight tensor with more than {min_numel} entries")
     return chosen
-
-
-def pick_layer(names, seed: int = 0) -> str:
-    """One tracked tensor drawn uniformly with ``numpy.random.default_rng(seed)``: a seeded, not hand-picked, choice."""
-    names = list(names)
-    if not names:
-        raise ValueError("names is empty")
-    return names[int(np.random.default_rng(seed).integers(len(names)))]
 
 
 def training_batches(dataset, steps: int, batch_size: int, seed: int):
