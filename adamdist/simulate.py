@@ -126,6 +126,10 @@ __all__ = [
     "sparse_spikes",
     "Sparse",
     "Persistent",
+    "Replay",
+    "TimeShuffled",
+    "Bootstrap",
+    "SparseStudentT",
     "OPTIMIZERS",
     "count_modes",
     "mode_indices",
@@ -381,6 +385,128 @@ class Persistent(GradientModel):
 
     def describe(self):
         return {"model": "Persistent", "rho": self.rho}
+
+
+class Replay(GradientModel):
+    r"""Recorded gradients played back: coordinate :math:`i` gets its own sequence ``data[:, i]``.
+
+    ``data`` has shape ``(steps, K)`` (e.g. a recorder's ``result("grad").samples[name]``),
+    and the run must have ``n = K`` coordinates and at most ``steps`` steps. Adam on a
+    replay must reproduce the recorded updates up to the rounding of :math:`\theta`: a
+    check of the capture and of the recursion, not a model.
+    """
+
+    def __init__(self, data):
+        self.data = _recorded(data, "data")
+
+    def sample(self, step, n, generator, device, dtype, out=None):
+        if n != self.data.shape[1]:
+            raise ValueError(f"replay needs n = {self.data.shape[1]} coordinates, got {n}")
+        if step > self.data.shape[0]:
+            raise ValueError(f"the recording has {self.data.shape[0]} steps; step {step} was asked for")
+        return torch.as_tensor(self.data[step - 1], dtype=dtype, device=device)
+
+    def describe(self):
+        return {"model": type(self).__name__, "steps": int(self.data.shape[0]),
+                "coordinates": int(self.data.shape[1])}
+
+
+class TimeShuffled(Replay):
+    r"""Each coordinate's own recorded gradients, its steps in a random order (one per coordinate).
+
+    Keeps what is particular to each coordinate (its mean, sparsity and scale) and drops
+    the order in time (growth, trends): the memory model of chapter 8. The order is drawn
+    once from ``numpy.random.default_rng(seed)``.
+    """
+
+    def __init__(self, data, seed: int = 0):
+        data = _recorded(data, "data")
+        self.seed = check_seed(seed, "seed")
+        order = np.argsort(np.random.default_rng(self.seed).random(data.shape), axis=0)
+        super().__init__(np.take_along_axis(data, order, axis=0))
+
+    def describe(self):
+        return {**super().describe(), "seed": self.seed}
+
+
+class Bootstrap(GradientModel):
+    r"""Each step's gradients drawn with replacement from that step's recorded values.
+
+    Independent over coordinates and steps: the recorded per-step marginal (tails, zeros,
+    scale) without any per-coordinate memory. ``data``: shape ``(steps, K)``.
+    """
+
+    def __init__(self, data):
+        self.data = _recorded(data, "data")
+        self._rows = torch.as_tensor(self.data)
+
+    def sample(self, step, n, generator, device, dtype, out=None):
+        if step > self.data.shape[0]:
+            raise ValueError(f"the recording has {self.data.shape[0]} steps; step {step} was asked for")
+        row = self._rows[step - 1]
+        idx = torch.randint(row.numel(), (n,), generator=generator)
+        return row[idx].to(device=device, dtype=dtype)
+
+    def describe(self):
+        return {"model": "Bootstrap", "steps": int(self.data.shape[0]), "coordinates": int(self.data.shape[1])}
+
+
+class SparseStudentT(GradientModel):
+    r"""The paper's section 6 hypothesis as a model: sparse, heavy-tailed, with a scale that changes.
+
+    At step :math:`t` a coordinate is exactly 0 with probability :math:`p_t`, else
+    :math:`s_t\, T / \mathrm{med}|T|` with :math:`T` Student-t with :math:`\nu` degrees of
+    freedom, so that the median :math:`|g|` of the non-zero gradients is :math:`s_t`.
+    ``zero_fraction`` (:math:`p_t`) and ``scale`` (:math:`s_t`) are per-step sequences (NaN
+    zero fractions count as 0); ``tail_index`` is one :math:`\nu` or a per-step sequence
+    whose median is used, clipped to ``[0.3, 50]``. ``heavy=False`` draws Gaussians instead,
+    ``sparse=False`` drops the zeros, ``varying=False`` keeps the first step's scale (the
+    ablations of chapter 8).
+    """
+
+    def __init__(self, zero_fraction, tail_index, scale, heavy: bool = True, sparse: bool = True,
+                 varying: bool = True):
+        self.zero_fraction = np.nan_to_num(np.asarray(zero_fraction, dtype=np.float64), nan=0.0)
+        self.nu = float(np.clip(np.nanmedian(tail_index), 0.3, 50.0))
+        self.scale = np.asarray(scale, dtype=np.float64)
+        if not (np.all((self.zero_fraction >= 0) & (self.zero_fraction < 1))):
+            raise ValueError("zero_fraction must lie in [0, 1) at every step")
+        if not (np.all(np.isfinite(self.scale)) and np.all(self.scale > 0)):
+            raise ValueError("scale must be positive and finite at every step")
+        self.heavy, self.sparse, self.varying = bool(heavy), bool(sparse), bool(varying)
+        self._median_abs = float(stats_t_median_abs(self.nu)) if self.heavy else 0.6744897501960817
+
+    def sample(self, step, n, generator, device, dtype, out=None):
+        i = step - 1
+        z = torch.randn(n, generator=generator, dtype=torch.float64)
+        if self.heavy:
+            g = torch._standard_gamma(torch.full((n,), self.nu / 2, dtype=torch.float64), generator=generator)
+            z = z * torch.sqrt(self.nu / 2 / g)
+        z = z * ((self.scale[i] if self.varying else self.scale[0]) / self._median_abs)
+        if self.sparse:
+            keep = torch.rand(n, generator=generator, dtype=torch.float64) >= self.zero_fraction[i]
+            z = z * keep
+        return z.to(device=device, dtype=dtype)
+
+    def describe(self):
+        return {"model": "SparseStudentT", "nu": self.nu, "heavy": self.heavy, "sparse": self.sparse,
+                "varying": self.varying, "zero_fraction": self.zero_fraction.tolist(), "scale": self.scale.tolist()}
+
+
+def stats_t_median_abs(nu: float) -> float:
+    r"""Median of :math:`|T|`, :math:`T` Student-t with ``nu`` degrees of freedom (its 75% quantile)."""
+    from scipy import stats
+
+    return float(stats.t(nu).ppf(0.75))
+
+
+def _recorded(data, name: str) -> np.ndarray:
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or 0 in data.shape:
+        raise ValueError(f"{name} must have shape (steps, coordinates), got {data.shape}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{name} holds NaN or inf: a recorded gradient must be finite")
+    return data
 
 
 def _draw_bytes(model, elem: int) -> int:

@@ -437,3 +437,54 @@ def test_persistent_gradients_correlate_across_steps_at_rho():
     assert np.array_equal(again.samples["u"], same.samples["u"])  # the component comes from the run's seed
     with pytest.raises(ValueError, match="rho"):
         simulate.Persistent(1.5)
+
+
+def _draws(model, n, steps, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return np.stack([model.sample(t, n, gen, "cpu", torch.float64).numpy() for t in range(1, steps + 1)])
+
+
+def test_recorded_gradient_streams():
+    from adamdist.simulate import Bootstrap, Replay, TimeShuffled
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 50))
+    np.testing.assert_array_equal(_draws(Replay(x), 50, 6), x)
+    shuffled = _draws(TimeShuffled(x, seed=3), 50, 6)  # each coordinate keeps its values, not their order
+    np.testing.assert_array_equal(np.sort(shuffled, axis=0), np.sort(x, axis=0))
+    assert not np.array_equal(shuffled, x)
+    boot = _draws(Bootstrap(x), 400, 6)  # each step's values, drawn from that step's recording
+    assert all(np.isin(boot[t], x[t]).all() for t in range(6))
+    assert Replay(x).describe() == {"model": "Replay", "steps": 6, "coordinates": 50}
+    assert TimeShuffled(x, seed=3).describe()["seed"] == 3
+    with pytest.raises(ValueError, match="n = 50"):
+        Replay(x).sample(1, 49, None, "cpu", torch.float64)
+    with pytest.raises(ValueError, match="6 steps"):
+        Bootstrap(x).sample(7, 10, torch.Generator(), "cpu", torch.float64)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        Replay(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        Replay(np.ones(3))
+
+
+def test_sparse_student_t_has_the_measured_zeros_scale_and_tails():
+    from scipy import stats
+
+    from adamdist.simulate import SparseStudentT
+
+    steps, n = 4, 200_000
+    zf, scale = np.array([0.1, 0.4, np.nan, 0.0]), np.array([1.0, 2.0, 3.0, 0.5])
+    model = SparseStudentT(zf, [3.0, 3.0], scale)
+    g = _draws(model, n, steps)
+    for t in range(steps):
+        nonzero = g[t][g[t] != 0]
+        assert (g[t] == 0).mean() == pytest.approx(np.nan_to_num(zf)[t], abs=0.005)
+        assert np.median(np.abs(nonzero)) == pytest.approx(scale[t], rel=0.02)
+    assert stats.kstest(g[3] / 0.5 * float(stats.t(3).ppf(0.75)), stats.t(3).cdf).statistic < 0.005
+    flat = _draws(SparseStudentT(zf, 3.0, scale, varying=False, sparse=False), n, steps)
+    assert (flat != 0).all() and np.median(np.abs(flat[1])) == pytest.approx(1.0, rel=0.02)
+    assert model.describe()["nu"] == 3.0 and model.describe()["zero_fraction"][2] == 0.0
+    with pytest.raises(ValueError, match="zero_fraction"):
+        SparseStudentT([1.0], 3.0, [1.0])
+    with pytest.raises(ValueError, match="scale"):
+        SparseStudentT([0.1], 3.0, [0.0])

@@ -286,14 +286,6 @@ def test_gradient_persistence():
     assert tx.gradient_persistence(fixed).snr.iloc[0] > tx.gradient_persistence(noise).snr.iloc[0]
 
 
-def test_time_shuffled_keeps_each_coordinates_values():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(6, 50))
-    draw = tx._time_shuffled_gradients(x, seed=3)
-    out = np.stack([draw(t, 50, None, "cpu", torch.float64).numpy() for t in range(1, 7)])
-    assert np.allclose(np.sort(out, axis=0), np.sort(x, axis=0)) and not np.allclose(out, x)
-
-
 @pytest.mark.parametrize("which", ["quick", "paper"])
 def test_configs_have_the_three_runs_of_the_issue(which):
     from adamdist.experiments import transformer as tx

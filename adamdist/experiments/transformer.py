@@ -41,7 +41,7 @@ __all__ = [
     "TransformerRun", "GradientsOf", "configs", "run", "gradients", "train",
     "inverse_sqrt_factor", "layer_kind", "pick_layer", "mode_locations", "peak_table",
     "layer_summary", "hill_tail_index", "gradient_properties", "hypothesis_runs",
-    "replay_gradients", "replay_error", "gradient_persistence", "eps_placement_table", "replay_modes",
+    "replay_error", "gradient_persistence", "eps_placement_table", "replay_modes",
     "ks_table", "two_sample_ks", "update_bound", "replay_table", "hypothesis_targets", "hypothesis_table",
     "evidence", "claims", "book_claims", "SECTION", "LAYER_SEED", "CAPTURED", "EXACT", "PAPER_MODEL",
     "MEMORY_MODEL", "MARGINAL_MODEL",
@@ -420,44 +420,6 @@ def gradient_properties(grad: UpdateStats, names=None, zero_tol: float = 0.0) ->
 
 
 # -- the hypothesis, simulated ---------------------------------------------------------------------------
-def _student_t_median_abs(nu: float) -> float:
-    from scipy import stats
-
-    return float(stats.t(nu).ppf(0.75))
-
-
-def replay_gradients(sample: np.ndarray):
-    """A :func:`adamdist.simulate.run` gradient callable that replays recorded gradients.
-
-    ``sample`` has shape ``(steps, K)``: the real gradients of ``K``
-    coordinates. Coordinate ``i`` gets its own gradient sequence, so Adam on
-    it must reproduce the real updates (a check of capture and of the
-    recursion).
-    """
-    import torch
-
-    data = np.asarray(sample, dtype=np.float64)
-
-    def replay(step, n, generator, device, dtype):
-        if n != data.shape[1]:
-            raise ValueError(f"replay needs n = {data.shape[1]} coordinates, got {n}")
-        return torch.as_tensor(data[step - 1], dtype=dtype, device=device)
-
-    return replay
-
-
-def _time_shuffled_gradients(sample: np.ndarray, seed: int = 0):
-    """Each coordinate's own recorded gradients, in a random order of the steps (per coordinate).
-
-    Keeps what is particular to each coordinate (its mean, its sparsity, its
-    scale) and drops the order in time (growth, trends).
-    """
-    data = np.asarray(sample, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    order = np.argsort(rng.random(data.shape), axis=0)
-    return replay_gradients(np.take_along_axis(data, order, axis=0))
-
-
 def eps_placement_table(grad: UpdateStats, beta1: float, beta2: float, eps: float = 1e-8, names=None,
                         tol: float = 0.01) -> pd.DataFrame:
     r"""Per step: fairseq's Adam against torch's on the captured gradients of the sampled coordinates.
@@ -538,51 +500,6 @@ def gradient_persistence(grad: UpdateStats, names=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _bootstrap_gradients(sample: np.ndarray):
-    """Draw each step's gradients from that step's recorded values, independently over time."""
-    import torch
-
-    data = torch.as_tensor(np.asarray(sample, dtype=np.float64))
-
-    def draw(step, n, generator, device, dtype):
-        row = data[step - 1]
-        idx = torch.randint(row.numel(), (n,), generator=generator)
-        return row[idx].to(device=device, dtype=dtype)
-
-    return draw
-
-
-def _parametric_gradients(zero_fraction, tail_index, scale, heavy: bool = True, sparse: bool = True,
-                          varying: bool = True):
-    """Zeros with probability ``p_t``, else Student-t(``nu``) scaled to the measured median ``|g|``.
-
-    ``heavy=False`` uses a Gaussian instead of the Student-t, ``sparse=False``
-    drops the zeros, ``varying=False`` keeps the first step's scale: the
-    ablations of the hypothesis' two ingredients.
-    """
-    import torch
-
-    p = np.nan_to_num(np.asarray(zero_fraction, dtype=np.float64), nan=0.0)
-    nu = float(np.clip(np.nanmedian(tail_index), 0.3, 50.0))
-    s = np.asarray(scale, dtype=np.float64)
-    med = _student_t_median_abs(nu) if heavy else 0.6744897501960817
-
-    def draw(step, n, generator, device, dtype):
-        i = step - 1
-        z = torch.randn(n, generator=generator, dtype=torch.float64)
-        if heavy:
-            g = torch._standard_gamma(torch.full((n,), nu / 2, dtype=torch.float64), generator=generator)
-            z = z * torch.sqrt(nu / 2 / g)
-        sc = s[i] if varying else s[0]
-        z = z * (sc / med)
-        if sparse:
-            keep = torch.rand(n, generator=generator, dtype=torch.float64) >= p[i]
-            z = z * keep
-        return z.to(device=device, dtype=dtype)
-
-    return draw
-
-
 def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: float, beta2: float,
                     eps: float = 1e-8, n: int = 50_000, seed: int = 0, optimizer: str = "adam") -> dict:
     """Adam (:func:`adamdist.simulate.run`) on gradient streams built from ``name``'s measured gradients.
@@ -613,6 +530,7 @@ def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: fl
     Simulated and captured updates share one sign convention:
     :math:`u = (\\theta_t - \\theta_{t-1})/\\eta = -\\hat m/(\\sqrt{\\hat v} + \\epsilon)`.
     """
+    from ..simulate import Bootstrap, Replay, SparseStudentT, TimeShuffled
     from ..simulate import run as simulate
 
     sample = grad.samples[name]
@@ -625,14 +543,14 @@ def hypothesis_runs(update: UpdateStats, grad: UpdateStats, name: str, beta1: fl
 
     common["dtype"] = torch.float64
     models = {
-        "replay": (replay_gradients(sample), sample.shape[1]),
-        "bootstrap": (_bootstrap_gradients(sample), n),
-        "time-shuffled": (_time_shuffled_gradients(sample, seed), sample.shape[1]),
-        "sparse+heavy+varying": (_parametric_gradients(zf, ti, sc), n),
-        "heavy+varying": (_parametric_gradients(zf, ti, sc, sparse=False), n),
-        "sparse+varying": (_parametric_gradients(zf, ti, sc, heavy=False), n),
-        "sparse+heavy": (_parametric_gradients(zf, ti, sc, varying=False), n),
-        "gaussian+varying": (_parametric_gradients(zf, ti, sc, heavy=False, sparse=False), n),
+        "replay": (Replay(sample), sample.shape[1]),
+        "bootstrap": (Bootstrap(sample), n),
+        "time-shuffled": (TimeShuffled(sample, seed), sample.shape[1]),
+        "sparse+heavy+varying": (SparseStudentT(zf, ti, sc), n),
+        "heavy+varying": (SparseStudentT(zf, ti, sc, sparse=False), n),
+        "sparse+varying": (SparseStudentT(zf, ti, sc, heavy=False), n),
+        "sparse+heavy": (SparseStudentT(zf, ti, sc, varying=False), n),
+        "gaussian+varying": (SparseStudentT(zf, ti, sc, heavy=False, sparse=False), n),
     }
     out = {}
     for k, (g, size) in models.items():
@@ -714,7 +632,7 @@ def replay_table(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: fl
     For every tensor, Adam (the recursion ``optimizer`` of
     :func:`adamdist.simulate.run`: pass the run's
     :attr:`TransformerRun.simulated_optimizer`) is re-run in float64 on the
-    recorded gradients of the sampled coordinates (:func:`replay_gradients`),
+    recorded gradients of the sampled coordinates (:class:`adamdist.simulate.Replay`),
     and the two sets of updates of the *same* coordinates are compared.
 
     Parameters
@@ -743,7 +661,7 @@ def replay_table(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: fl
     """
     import torch
 
-    from ..simulate import count_modes
+    from ..simulate import Replay, count_modes
     from ..simulate import run as simulate
 
     names = update.names if names is None else names
@@ -751,7 +669,7 @@ def replay_table(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: fl
     for name in names:
         g = grad.samples[name]
         rep = simulate(optimizer, n=g.shape[1], steps=g.shape[0], beta1=beta1, beta2=beta2, eps=eps,
-                       gradients=replay_gradients(g), edges=update.edges, sample_size=g.shape[1],
+                       gradients=Replay(g), edges=update.edges, sample_size=g.shape[1],
                        dtype=torch.float64, name=name, progress=False)
         real, exact = update.samples[name], rep.samples[name]
         j = update.names.index(name)
@@ -775,7 +693,7 @@ def replay_modes(update: UpdateStats, grad: UpdateStats, beta1: float, beta2: fl
     ``optimizer``: the run's :attr:`TransformerRun.simulated_optimizer`.
 
     For every tensor, Adam is re-run in float64 on the recorded gradients of
-    the sampled coordinates (:func:`replay_gradients`), and the modes of the
+    the sampled coordinates (:class:`adamdist.simulate.Replay`), and the modes of the
     two histograms of the *same* coordinates on the run's bins are counted
     (:func:`adamdist.simulate.count_modes`). Modes that the captured updates
     have and the replay lacks come from the float32 rounding of
