@@ -12,6 +12,11 @@ so that the routes never share hooks:
 * ``adamdist, torch route``: the same recorder with the compiled kernel off
   (``ADAMDIST_NATIVE=0``): the torch operations that a GPU runs, and what a
   CPU without a C compiler gets;
+* ``adamdist, Lightning callback``: the recorder attached by
+  :class:`adamdist.integrations.lightning.UpdateDistributionCallback` (``on_fit_start``), with the
+  callback's per-step hook (``on_train_batch_end``) called after every step as Lightning's fit loop
+  calls it; the fit loop itself is Lightning's cost, not ours (``bench_lightning_callback.py`` times
+  real fits). Needs ``adamdist[lightning]``; without it the row is left out;
 * ``tensorboard``: after the step, per tensor, what
   ``SummaryWriter.add_histogram(tag, p)`` computes with its defaults
   (torch/utils/tensorboard/summary.py, ``make_histogram``): the values copied
@@ -67,6 +72,7 @@ import argparse
 import os
 import statistics
 import time
+import types
 
 import numpy as np
 import torch
@@ -206,7 +212,14 @@ def main():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen).to(device)
     y = torch.randint(0, 10, (args.batch,), generator=gen).to(device)
-    routes = ["bare", "adamdist", "adamdist, torch route", *BASELINES, *(f"{b} (updates)" for b in BASELINES)]
+    try:
+        from adamdist.integrations.lightning import UpdateDistributionCallback
+    except ImportError:
+        UpdateDistributionCallback = None
+    lightning_route = [] if UpdateDistributionCallback is None else ["adamdist, Lightning callback"]
+    routes = ["bare", "adamdist", "adamdist, torch route", *lightning_route, *BASELINES,
+              *(f"{b} (updates)" for b in BASELINES)]
+    trainers = {}
     runs, description = {}, None
     for route in routes:
         torch.manual_seed(0)
@@ -225,6 +238,11 @@ def main():
                     del os.environ["ADAMDIST_NATIVE"]
                 else:
                     os.environ["ADAMDIST_NATIVE"] = saved
+        elif route == "adamdist, Lightning callback":
+            # what Lightning hands the callback: the trainer's optimizers, rank 0, its loggers (none here)
+            trainers[route] = types.SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[])
+            rec = UpdateDistributionCallback(steps=args.warmup + args.rounds + args.tail_rounds + 1, sample_size=2000)
+            rec.on_fit_start(trainers[route], model)
         elif route.endswith("(updates)"):
             rec = UpdateLogger(opt, BASELINES[route.removesuffix(" (updates)")])
         runs[route] = (model, opt, rec)
@@ -246,6 +264,8 @@ def main():
             BASELINES[route](model.parameters())
         elif route.endswith("(updates)"):
             logger.after_step()
+        elif route in trainers:
+            logger.on_train_batch_end(trainers[route], model, None, None, 0)
         sync()
         t2 = time.perf_counter()
         return t2 - t0, t2 - t1
@@ -269,6 +289,8 @@ def main():
         with OpCounter() as counter:
             step(route, log_only=True)
         counts[route] = (counter.ops, counter.reads)
+    for route in trainers:
+        runs[route][2].on_fit_end(trainers[route], runs[route][0])
     rec = runs["adamdist"][2]
     t0 = time.perf_counter()
     stats = rec.result()
@@ -292,6 +314,10 @@ def main():
         print(f"{r:<29}{med[r] * 1e3:>9.0f} ({min(w) * 1e3:7.0f}-{max(w) * 1e3:7.0f})"
               f"{tmed[r] * 1e3:>9.1f} ({min(a) * 1e3:6.1f}-{max(a) * 1e3:6.1f})"
               f"{cost[r] * 1e3:>14.1f}{100 * cost[r] / bare:>10.1f}%")
+    if trainers:
+        extra = cost["adamdist, Lightning callback"] - cost["adamdist"]
+        print(f"\nLightning callback against the bare recorder: {extra * 1e3:+.2f} ms per step, "
+              f"{100 * extra / bare:+.2f}% of the bare training step")
     spread = (max(whole["bare"]) - min(whole["bare"])) / bare
     print(f"\nadamdist overhead: {100 * cost['adamdist'] / bare:.1f}% of the bare training step "
           f"(whole-step medians differ by {100 * (med['adamdist'] / bare - 1):+.1f}%, but the bare step alone "

@@ -77,26 +77,27 @@ class UpdateDistributionCallback(transformers.TrainerCallback):
     def _resolve_targets(self, args) -> list:
         if self.log_to is not None:
             if isinstance(self.log_to, (str, os.PathLike)):
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._own_writer = SummaryWriter(os.fspath(self.log_to))
-                return [self._own_writer]
+                return [self._writer(os.fspath(self.log_to))]
             return [self.log_to]
         report_to = args.report_to if isinstance(args.report_to, (list, tuple)) else [args.report_to]
         targets = []
         if "tensorboard" in report_to or "all" in report_to:
-            from torch.utils.tensorboard import SummaryWriter
-
             logdir = (os.getenv("TENSORBOARD_LOGGING_DIR") or getattr(args, "logging_dir", None)
                       or os.path.join(args.output_dir, "runs", "adamdist_updates"))
-            self._own_writer = SummaryWriter(os.path.expanduser(logdir))
-            targets.append(self._own_writer)
+            targets.append(self._writer(os.path.expanduser(logdir)))
         if "wandb" in report_to or "all" in report_to:
             import wandb
 
             if wandb.run is not None:
                 targets.append(wandb.run)
         return targets
+
+    def _writer(self, folder: str):
+        """The TensorBoard writer this callback opens (and closes at the end of training)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._own_writer = SummaryWriter(folder)
+        return self._own_writer
 
     def _log(self):
         if self._set is not None and self._targets:
