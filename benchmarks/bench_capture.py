@@ -227,7 +227,7 @@ def main():
         model.to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         rec = None
-        if route.startswith("adamdist"):
+        if route.startswith("adamdist") and route not in lightning_route:
             saved = os.environ.get("ADAMDIST_NATIVE")
             os.environ["ADAMDIST_NATIVE"] = "0" if route.endswith("torch route") else (saved or "auto")
             try:  # the route is fixed at attach()
